@@ -1,0 +1,151 @@
+"""luke-jax checkpoint directories and `from_pretrained`.
+
+A checkpoint directory holds `config.json` (the HF config with `architectures`, plus a
+`luke_jax` section), `params/` (an Orbax checkpoint of the parameter tree, layer-loop layout)
+and any tokenizer files. Directories are written under a temporary name and renamed into place,
+so a failed or interrupted write never leaves something that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from luke_jax.models import layout, registry
+from luke_jax.models.config import LukeConfig
+
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "sentencepiece.bpe.model", "entity_vocab.json",
+                   "entity_vocab.jsonl", "entity_vocab.tsv", "added_tokens.json",
+                   "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json")
+
+
+@contextlib.contextmanager
+def atomic_directory(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+  """Yields a temporary sibling of `dst`; renames it to `dst` only if the block succeeds."""
+  dst = Path(dst).absolute()
+  if dst.exists() and not overwrite:
+    raise FileExistsError(f"{dst} already exists (pass overwrite to replace it)")
+  dst.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+  try:
+    yield tmp
+    if dst.exists():
+      old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+      os.replace(dst, old / dst.name)
+      os.replace(tmp, dst)
+      shutil.rmtree(old)
+    else:
+      os.replace(tmp, dst)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_config(directory: str | os.PathLike) -> tuple[LukeConfig, str, dict]:
+  path = Path(directory) / "config.json"
+  try:
+    raw = json.loads(path.read_text())
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: no config.json in {directory}") from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+  archs = raw.get("architectures") or ["LukeModel"]
+  try:
+    config = LukeConfig.from_hf_dict(raw)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{path}: {e}") from None
+  return config, archs[0], raw
+
+
+def write_config(directory: Path, config: LukeConfig, architecture: str) -> None:
+  text = json.dumps(config.to_hf_dict(architecture), indent=2, sort_keys=True)
+  (directory / "config.json").write_text(text + "\n")
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
+  copied = []
+  for name in TOKENIZER_FILES:
+    if (src / name).is_file():
+      shutil.copy2(src / name, dst / name)
+      copied.append(name)
+  return copied
+
+
+def save_params(directory: Path, params) -> None:
+  """Writes the loop-layout tree to `directory/params` and waits for it to be on disk."""
+  params = layout.scan_to_loop(nn.unbox(params))
+  params = jax.tree.map(jnp.asarray, params)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save((directory / "params").absolute(), params)
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+
+
+def save_checkpoint(dst: str | os.PathLike, params, config: LukeConfig, architecture: str, *,
+                    tokenizer_dir: str | os.PathLike | None = None,
+                    overwrite: bool = False, extra=None) -> Path:
+  """Writes a luke-jax checkpoint directory atomically; `extra(tmp_dir)` may add files."""
+  registry.check_architecture(architecture)
+  with atomic_directory(dst, overwrite) as tmp:
+    save_params(tmp, params)
+    write_config(tmp, config.replace(scan_layers=False), architecture)
+    if tokenizer_dir is not None:
+      copy_tokenizer_files(Path(tokenizer_dir), tmp)
+    if extra is not None:
+      extra(tmp)
+  return Path(dst)
+
+
+def load_params(directory: str | os.PathLike, config: LukeConfig, architecture: str):
+  path = (Path(directory) / "params").absolute()
+  if not path.exists():
+    raise FileNotFoundError(f"{path}: no parameters (is {directory} a luke-jax checkpoint?)")
+  abstract = registry.abstract_params(architecture, config.replace(scan_layers=False))
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    params = checkpointer.restore(path, abstract)
+  except Exception as e:  # orbax raises many types; the path is what the user needs
+    raise ValueError(f"{path}: cannot restore parameters for {architecture}: {e}") from None
+  finally:
+    checkpointer.close()
+  return layout.to_layout(params, config.scan_layers)
+
+
+def from_pretrained(directory: str | os.PathLike, *, dtype: str | None = None,
+                    param_dtype: str | None = None, scan_layers: bool | None = None,
+                    remat_policy: str | None = None, architecture: str | None = None):
+  """`model, params = from_pretrained(DIR)`: a Flax module and its parameter tree.
+
+  `DIR` is a luke-jax checkpoint (from `python -m luke_jax.convert` or training) or a Hugging
+  Face LUKE directory (`config.json` + `model.safetensors` / `pytorch_model.bin`), converted on
+  the fly. The module class follows the checkpoint's `architectures` unless `architecture` is
+  given; keyword arguments override the luke-jax-only config fields.
+  """
+  directory = Path(directory)
+  config, stored_arch, _ = read_config(directory)
+  overrides = {k: v for k, v in dict(dtype=dtype, param_dtype=param_dtype,
+                                     scan_layers=scan_layers, remat_policy=remat_policy).items()
+               if v is not None}
+  config = config.replace(**overrides)
+  arch = architecture or stored_arch
+  if (directory / "params").exists():
+    if arch != stored_arch:
+      raise ValueError(f"{directory}: holds a {stored_arch}; convert it to {arch} with "
+                       "`python -m luke_jax.convert --architecture` instead")
+    params = load_params(directory, config, arch)
+    params = jax.tree.map(lambda x: jnp.asarray(x, config.param_dtype), params)
+  else:
+    from luke_jax.convert import hf  # pylint: disable=g-import-not-at-top
+    params, config = hf.load_hf_params(directory, config, arch, log=lambda _: None)
+    params = jax.tree.map(jnp.asarray, params)
+  return registry.build(arch, config), params

@@ -1,0 +1,119 @@
+"""Directory-level conversion between Hugging Face LUKE checkpoints and luke-jax checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from luke_jax import checkpoint
+from luke_jax.convert import weights_io
+from luke_jax.convert.torch_to_flax import (ConversionError, params_to_state_dict,
+                                            state_dict_to_params)
+from luke_jax.models import registry
+from luke_jax.models.config import LukeConfig
+
+Log = Callable[[str], None]
+
+
+def infer_architecture(state: dict[str, np.ndarray]) -> str:
+  if any(k.startswith("lm_head.") or k.startswith("entity_predictions.") for k in state):
+    return "LukeForMaskedLM"
+  if any(k.startswith("luke.") for k in state):
+    raise ConversionError("the checkpoint has a task head but config.json names no "
+                          "`architectures`; pass --architecture")
+  return "LukeModel"
+
+
+def read_hf(src: str | os.PathLike, architecture: str | None = None, log: Log = print):
+  """(config, architecture, state, origin) of an HF LUKE directory."""
+  src = Path(src)
+  config, _, raw = checkpoint.read_config(src)
+  state, origin = weights_io.load_state_dict(src)
+  arch = architecture or (raw.get("architectures") or [None])[0] or infer_architecture(state)
+  try:
+    registry.check_architecture(arch)
+  except ValueError as e:
+    raise ConversionError(f"{src / 'config.json'}: {e}") from None
+  if raw.get("model_type") not in (None, "luke"):
+    raise ConversionError(f"{src / 'config.json'}: model_type {raw.get('model_type')!r} is not "
+                          "LUKE (use --src_format=roberta for RoBERTa/XLM-R)")
+  del log
+  return config, arch, state, origin
+
+
+def load_hf_params(src: str | os.PathLike, config: LukeConfig, architecture: str,
+                   log: Log = print):
+  """`(params, config)` read straight from an HF directory."""
+  _, _, state, origin = read_hf(src, architecture, log)
+  return state_dict_to_params(state, config, architecture, origin=origin,
+                              config_file=str(Path(src) / "config.json"), log=log)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
+            architecture: str | None = None, num_labels: int | None = None,
+            overwrite: bool = False, seed: int = 0, log: Log = print) -> Path:
+  """HF directory -> luke-jax checkpoint (or HF again, e.g. to add a head); tokenizer copied."""
+  config, arch, state, origin = read_hf(src, architecture, log)
+  if num_labels is not None and num_labels != config.num_labels:
+    config = config.replace(id2label=tuple((i, f"LABEL_{i}") for i in range(num_labels)))
+  params, config = state_dict_to_params(state, config, arch, origin=origin, seed=seed,
+                                        config_file=str(Path(src) / "config.json"), log=log)
+  return write_converted(params, config, arch, dst, dst_format=dst_format, tokenizer_dir=src,
+                         overwrite=overwrite, log=log)
+
+
+def write_converted(params, config: LukeConfig, architecture: str, dst: str | os.PathLike, *,
+                    dst_format: str, tokenizer_dir=None, overwrite: bool = False,
+                    extra_files: dict[str, str] | None = None, log: Log = print) -> Path:
+  """Writes converted parameters as a luke-jax (`flax`) or Hugging Face (`hf`) directory.
+
+  `extra_files` maps file names to text written alongside (e.g. a converted entity vocabulary).
+  """
+  def add_extra(directory: Path):
+    for name, text in (extra_files or {}).items():
+      (directory / name).write_text(text)
+
+  if dst_format == "flax":
+    out = checkpoint.save_checkpoint(dst, params, config, architecture,
+                                     tokenizer_dir=tokenizer_dir, overwrite=overwrite,
+                                     extra=add_extra)
+  elif dst_format == "hf":
+    out = write_hf(dst, params, config, architecture, tokenizer_dir=tokenizer_dir,
+                   overwrite=overwrite, extra=add_extra)
+  else:
+    raise ValueError(f"unknown dst_format {dst_format!r} (flax or hf)")
+  log(f"wrote {architecture} ({_count(params):,} parameters, {dst_format}) to {out}")
+  return out
+
+
+def write_hf(dst: str | os.PathLike, params, config: LukeConfig, architecture: str, *,
+             tokenizer_dir: str | os.PathLike | None = None, overwrite: bool = False,
+             extra: Callable[[Path], None] | None = None) -> Path:
+  """Writes `config.json` + `model.safetensors` that `transformers.<architecture>` loads."""
+  state = params_to_state_dict(params, config, architecture)
+  with checkpoint.atomic_directory(dst, overwrite) as tmp:
+    weights_io.write_safetensors(tmp / "model.safetensors", state)
+    checkpoint.write_config(tmp, config.replace(scan_layers=False), architecture)
+    if tokenizer_dir is not None:
+      checkpoint.copy_tokenizer_files(Path(tokenizer_dir), tmp)
+    if extra is not None:
+      extra(tmp)
+  return Path(dst)
+
+
+def flax_to_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
+               log: Log = print) -> Path:
+  """luke-jax checkpoint directory -> HF directory."""
+  config, arch, _ = checkpoint.read_config(src)
+  params = checkpoint.load_params(src, config.replace(scan_layers=False), arch)
+  out = write_hf(dst, params, config, arch, tokenizer_dir=src, overwrite=overwrite)
+  log(f"wrote {arch} to {out} (model.safetensors + config.json)")
+  return out
+
+
+def _count(params) -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))

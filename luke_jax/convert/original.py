@@ -1,0 +1,150 @@
+"""The studio-ousia archive layout -> luke-jax, as the reference HF converter does it.
+
+An archive directory holds `pytorch_model.bin` (or DeepSpeed's `mp_rank_00_model_states.pt`),
+`metadata.json` (`{"model_config": {...}, ...}`) and `entity_vocab.tsv` or `entity_vocab.jsonl`.
+Conversion appends the `<ent>`/`<ent2>` word rows (copied from "@" and "#", LM bias included),
+appends a `[MASK2]` entity row (copied from `[MASK]`, prediction bias included), and copies each
+layer's `query` into the entity-aware queries when the checkpoint has none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from luke_jax.convert import hf, weights_io
+from luke_jax.convert.torch_to_flax import ConversionError, state_dict_to_params
+from luke_jax.models.config import LukeConfig
+
+_WEIGHTS = ("pytorch_model.bin", "mp_rank_00_model_states.pt", "model.safetensors")
+_DROPPED = ("lm_head.decoder.weight", "lm_head.decoder.bias", "entity_predictions.decoder.weight")
+_HEADS = ("lm_head.", "entity_predictions.")
+
+
+def read_entity_vocab(src: Path) -> list[tuple[int, list[tuple[str, str | None]]]]:
+  """`[(id, [(title, language), ...]), ...]` from `entity_vocab.jsonl` or `.tsv`."""
+  jsonl, tsv = src / "entity_vocab.jsonl", src / "entity_vocab.tsv"
+  entries = []
+  if jsonl.exists():
+    for line_no, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), 1):
+      if not line.strip():
+        continue
+      try:
+        item = json.loads(line)
+        entries.append((int(item["id"]), [(t, lang) for t, lang in item["entities"]]))
+      except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ConversionError(f"{jsonl}:{line_no}: not an entity vocabulary line ({e})") from None
+  elif tsv.exists():
+    for line_no, line in enumerate(tsv.read_text(encoding="utf-8").splitlines()):
+      if line:
+        entries.append((line_no, [(line.split("\t")[0], None)]))
+  else:
+    raise ConversionError(f"{src}: no entity_vocab.jsonl or entity_vocab.tsv")
+  return entries
+
+
+def hf_entity_vocab(entries) -> dict[str, int]:
+  """The flat `entity_vocab.json` of HF: specials bare, `lang:title` where a language is set."""
+  out = {}
+  for idx, names in entries:
+    for title, lang in names:
+      key = title if (lang is None or title.startswith("[")) else f"{lang}:{title}"
+      out[key] = idx
+  return out
+
+
+def _marker_ids(src: Path, given: list[str] | None) -> list[int]:
+  if given:
+    if len(given) != 2:
+      raise ConversionError("--entity_marker_source_ids takes two ids (for <ent> and <ent2>)")
+    return [int(x) for x in given]
+  vocab_file = src / "vocab.json"
+  if not vocab_file.exists():
+    raise ConversionError(f"{src}: no vocab.json to find '@' and '#' (rows that initialise <ent> "
+                          "and <ent2>); pass --entity_marker_source_ids")
+  vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+  missing = [t for t in ("@", "#") if t not in vocab]
+  if missing:
+    raise ConversionError(f"{vocab_file}: tokens {missing} not in the vocabulary")
+  return [vocab["@"], vocab["#"]]
+
+
+def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | None = None,
+                  marker_source_ids: list[str] | None = None, log: Callable = print):
+  """`(state, config, architecture, entity_vocab)` in Hugging Face naming and shapes."""
+  src = Path(src)
+  meta_file = src / "metadata.json"
+  try:
+    model_config = dict(json.loads(meta_file.read_text())["model_config"])
+  except FileNotFoundError:
+    raise ConversionError(f"{meta_file}: missing (not a studio-ousia model archive)") from None
+  except (json.JSONDecodeError, KeyError) as e:
+    raise ConversionError(f"{meta_file}: no readable model_config ({e})") from None
+  weights = next((src / n for n in _WEIGHTS if (src / n).exists()), None)
+  if weights is None:
+    raise ConversionError(f"{src}: no weights (looked for {', '.join(_WEIGHTS)})")
+  state = (weights_io.read_safetensors(weights) if weights.suffix == ".safetensors"
+           else weights_io.read_torch_bin(weights, key="module"))
+  entries = read_entity_vocab(src)
+  titles = {t: idx for idx, names in entries for t, _ in names}
+  if "[MASK]" not in titles:
+    raise ConversionError(f"{src}: the entity vocabulary has no [MASK] entity")
+  mask_id = titles["[MASK]"]
+
+  for key in list(state):
+    if key.startswith("cls_entity_predictions."):
+      log(f"dropping the CLS entity prediction head (not in HF LUKE): {key}")
+      del state[key]
+  word_key = "embeddings.word_embeddings.weight"
+  entity_key = "entity_embeddings.entity_embeddings.weight"
+  for key in (word_key, entity_key):
+    if key not in state:
+      raise ConversionError(f"{weights}: missing key {key!r}")
+  markers = _marker_ids(src, marker_source_ids)
+  state[word_key] = np.concatenate([state[word_key], state[word_key][markers]])
+  state[entity_key] = np.concatenate([state[entity_key], state[entity_key][[mask_id]]])
+  for key in ("lm_head.bias", "lm_head.decoder.bias"):
+    if key in state:
+      state[key] = np.concatenate([state[key], state[key][markers]])
+  if "entity_predictions.bias" in state:
+    state["entity_predictions.bias"] = np.concatenate(
+        [state["entity_predictions.bias"], state["entity_predictions.bias"][[mask_id]]])
+  for key in _DROPPED:
+    if key == "lm_head.decoder.bias" and "lm_head.bias" not in state and key in state:
+      continue
+    state.pop(key, None)
+
+  has_head = any(k.startswith(_HEADS) for k in state)
+  state = {(k if k.startswith(_HEADS) else "luke." + k): v for k, v in state.items()}
+  model_config["vocab_size"] = state["luke." + word_key].shape[0]
+  model_config["entity_vocab_size"] = state["luke." + entity_key].shape[0]
+  model_config.setdefault("entity_emb_size", state["luke." + entity_key].shape[1])
+  model_config["use_entity_aware_attention"] = (True if use_entity_aware_attention is None
+                                                else use_entity_aware_attention)
+  try:
+    config = LukeConfig.from_hf_dict(model_config)
+  except (TypeError, ValueError) as e:
+    raise ConversionError(f"{meta_file}: {e}") from None
+  vocab = hf_entity_vocab(entries)
+  vocab["[MASK2]"] = max(idx for idx, _ in entries) + 1
+  origin = {k: weights for k in state}
+  arch = "LukeForMaskedLM" if has_head else "LukeModel"
+  return state, config, arch, vocab, origin
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
+            use_entity_aware_attention: bool | None = None,
+            marker_source_ids: list[str] | None = None, overwrite: bool = False,
+            log: Callable = print) -> Path:
+  state, config, arch, vocab, origin = read_original(
+      src, use_entity_aware_attention=use_entity_aware_attention,
+      marker_source_ids=marker_source_ids, log=log)
+  params, config = state_dict_to_params(state, config, arch, origin=origin,
+                                        config_file=str(Path(src) / "metadata.json"), log=log)
+  extra = {"entity_vocab.json": json.dumps(vocab, ensure_ascii=False, indent=1) + "\n"}
+  return hf.write_converted(params, config, arch, dst, dst_format=dst_format,
+                            tokenizer_dir=src, overwrite=overwrite, extra_files=extra, log=log)
