@@ -1,0 +1,235 @@
+"""Word-piece backends: byte-level BPE (RoBERTa / LUKE) and SentencePiece (XLM-R / mLUKE).
+
+Both are `tokenizers.Tokenizer` objects underneath, so a whole batch of text segments is
+encoded in native code with one `encode_batch` call. They are assembled the way transformers 5
+assembles `LukeTokenizer` and `MLukeTokenizer`, which is what makes the ids identical: the same
+model, pre-tokenizer and added special tokens, in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import tokenizers
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
+
+ENTITY_SPECIALS = ("[UNK]", "[PAD]", "[MASK]", "[MASK2]")
+
+
+def _added(content: str, spec: Any = None, **defaults) -> AddedToken:
+  """An `AddedToken` from a string or a `tokenizer_config.json` dict (lstrip etc. honoured)."""
+  options = dict(single_word=False, lstrip=False, rstrip=False, normalized=False, special=True)
+  options.update(defaults)
+  if isinstance(spec, dict):
+    options.update({k: spec[k] for k in ("single_word", "lstrip", "rstrip") if k in spec})
+  return AddedToken(content, **options)
+
+
+def _content(spec: Any, default: str) -> str:
+  if spec is None:
+    return default
+  return spec["content"] if isinstance(spec, dict) else str(spec)
+
+
+class WordPieces:
+  """Text -> word-piece ids, plus the id <-> token helpers the tokenizer exposes.
+
+  Attributes:
+    tokenizer: the `tokenizers.Tokenizer` (no post-processor: special tokens are added by
+      `LukeTokenizer`, as the reference does).
+    offset: added to every raw model id (1 for fairseq-aligned SentencePiece vocabularies).
+  """
+
+  kind = "bpe"
+
+  def __init__(self, tokenizer: tokenizers.Tokenizer, special: dict[str, str]):
+    self.tokenizer = tokenizer
+    self.tokenizer.post_processor = None
+    self.special = special  # role -> token, e.g. {"mask": "<mask>", "entity_1": "<ent>"}
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    if not texts:
+      return []
+    return [self._ids(e) for e in self.tokenizer.encode_batch(list(texts),
+                                                               add_special_tokens=False)]
+
+  def encode_batch_with_offsets(self, texts: Sequence[str]):
+    if not texts:
+      return []
+    out = []
+    for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
+      out.append((self._ids(e), list(e.offsets)))
+    return out
+
+  def _ids(self, encoding) -> list[int]:
+    return list(encoding.ids)
+
+  def token_to_id(self, token: str) -> int | None:
+    return self.tokenizer.token_to_id(token)
+
+  def id_to_token(self, idx: int) -> str | None:
+    return self.tokenizer.id_to_token(idx)
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+  def __len__(self) -> int:
+    return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+  def special_id(self, role: str) -> int:
+    idx = self.token_to_id(self.special[role])
+    if idx is None:
+      raise ValueError(f"special token {self.special[role]!r} ({role}) is not in the vocabulary")
+    return idx
+
+
+def _add_specials(tok: tokenizers.Tokenizer, config: dict, extra: Sequence[str],
+                  added_ids: dict[str, int], source: str, mask_lstrip: bool) -> dict[str, str]:
+  special = {role: _content(config.get(f"{role}_token"), default) for role, default in
+             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
+              ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
+  tokens = [_added(special[r]) for r in ("bos", "pad", "eos", "unk")]
+  tokens.append(_added(special["mask"], config.get("mask_token"), lstrip=mask_lstrip))
+  entity_1 = _content(config.get("entity_token_1", config.get("entity_1_token")), extra[0])
+  entity_2 = _content(config.get("entity_token_2", config.get("entity_2_token")), extra[1])
+  special.update(entity_1=entity_1, entity_2=entity_2)
+  listed = [_content(t, "") for t in (config.get("extra_special_tokens")
+                                      or config.get("additional_special_tokens") or [])]
+  for name in listed + [t for t in (entity_1, entity_2) if t not in listed]:
+    tokens.append(_added(name))
+  tokens.extend(_added(config.get(f"entity_{n.strip('[]').lower()}_token", n))
+                for n in ENTITY_SPECIALS)
+  tok.add_special_tokens(tokens)
+  for name, idx in added_ids.items():
+    if tok.token_to_id(name) != idx:
+      raise ValueError(f"{source}: added token {name!r} has id {idx} in added_tokens.json but "
+                       f"{tok.token_to_id(name)} after loading the vocabulary")
+  return special
+
+
+def bpe_from_files(vocab_file: Path, merges_file: Path, config: dict,
+                   added_tokens_file: Path | None = None) -> WordPieces:
+  """Byte-level BPE from `vocab.json` + `merges.txt` (the classic RoBERTa/LUKE layout)."""
+  try:
+    vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{vocab_file}: not valid JSON ({e})") from None
+  merges = []
+  for line_no, line in enumerate(merges_file.read_text(encoding="utf-8").splitlines(), 1):
+    if line.startswith("#version") or not line.strip():
+      continue
+    parts = line.split(" ")
+    if len(parts) != 2:
+      raise ValueError(f"{merges_file}:{line_no}: a merge is two tokens separated by a space")
+    merges.append((parts[0], parts[1]))
+  added_ids = {}
+  if added_tokens_file is not None and added_tokens_file.exists():
+    added_ids = {k: int(v) for k, v in json.loads(added_tokens_file.read_text()).items()}
+  tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None,
+                                        continuing_subword_prefix="", end_of_word_suffix="",
+                                        fuse_unk=False))
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(
+      add_prefix_space=bool(config.get("add_prefix_space", False)))
+  tok.decoder = decoders.ByteLevel()
+  special = _add_specials(tok, config, ("<ent>", "<ent2>"), added_ids, str(vocab_file),
+                          mask_lstrip=False)
+  return WordPieces(tok, special)
+
+
+class SentencePieces(WordPieces):
+  """XLM-R style: SentencePiece pieces as a unigram model, ids shifted by the fairseq offset.
+
+  fairseq puts `<s> <pad> </s> <unk>` at 0..3 and SentencePiece's own pieces from 4 on (its
+  `<unk> <s> </s>` at 0..2 are skipped), so every SentencePiece id is shifted by one and
+  `<mask>` comes right after the last piece.
+  """
+
+  kind = "sentencepiece"
+  FAIRSEQ = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+  OFFSET = 1
+
+  def __init__(self, tokenizer: tokenizers.Tokenizer, special: dict[str, str],
+               num_pieces: int):
+    super().__init__(tokenizer, special)
+    self.num_pieces = num_pieces
+    self.fairseq = dict(self.FAIRSEQ, **{special["mask"]: num_pieces + self.OFFSET})
+    self.fairseq_inverse = {v: k for k, v in self.fairseq.items()}
+
+  def _ids(self, encoding) -> list[int]:
+    # The reference maps tokens (not raw ids) so added tokens keep their own ids.
+    return [self.token_to_id(t) for t in encoding.tokens]
+
+  def token_to_id(self, token: str) -> int:
+    if token in self.fairseq:
+      return self.fairseq[token]
+    idx = self.tokenizer.token_to_id(token)
+    return self.fairseq["<unk>"] if idx is None else idx + self.OFFSET
+
+  def id_to_token(self, idx: int) -> str | None:
+    if idx in self.fairseq_inverse:
+      return self.fairseq_inverse[idx]
+    return self.tokenizer.id_to_token(idx - self.OFFSET)
+
+  def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+    tokens = [self.id_to_token(i) for i in ids]
+    if skip_special_tokens:
+      specials = set(self.FAIRSEQ) | {self.special["mask"]}
+      tokens = [t for t in tokens if t not in specials]
+    return "".join(t or "" for t in tokens).replace("\u2581", " ").strip()
+
+  def __len__(self) -> int:
+    return self.tokenizer.get_vocab_size(with_added_tokens=True) + self.OFFSET
+
+
+def sentencepiece_from_file(model_file: Path, config: dict) -> SentencePieces:
+  """A `sentencepiece.bpe.model` (or any SentencePiece model) read with `sentencepiece`."""
+  import sentencepiece  # pylint: disable=g-import-not-at-top
+  processor = sentencepiece.SentencePieceProcessor()
+  try:
+    processor.Load(str(model_file))
+  except (OSError, RuntimeError) as e:
+    raise ValueError(f"{model_file}: not a SentencePiece model ({e})") from None
+  pieces = [(processor.IdToPiece(i), processor.GetScore(i))
+            for i in range(processor.GetPieceSize())]
+  tok = tokenizers.Tokenizer(models.Unigram(pieces, unk_id=0))
+  tok.normalizer = normalizers.Sequence([normalizers.Replace("``", '"'),
+                                         normalizers.Replace("''", '"')])
+  tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+  tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+  config = dict(config)
+  special = _add_specials_sentencepiece(tok, config)
+  return SentencePieces(tok, special, len(pieces))
+
+
+def _add_specials_sentencepiece(tok: tokenizers.Tokenizer, config: dict) -> dict[str, str]:
+  special = {role: _content(config.get(f"{role}_token"), default) for role, default in
+             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
+              ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
+  tokens = [_added(special[r]) for r in ("bos", "pad", "eos", "unk")]
+  tokens.append(_added(special["mask"], config.get("mask_token"), lstrip=True))
+  # transformers 5 prefixes the markers with the SentencePiece space so decoding keeps it.
+  entity_1 = "\u2581" + _content(config.get("entity_token_1", config.get("entity_1_token")),
+                                 "<ent>").lstrip("\u2581")
+  entity_2 = "\u2581" + _content(config.get("entity_token_2", config.get("entity_2_token")),
+                                 "<ent2>").lstrip("\u2581")
+  special.update(entity_1=entity_1, entity_2=entity_2)
+  tokens += [_added(entity_1), _added(entity_2)]
+  tokens += [_added(n) for n in ENTITY_SPECIALS]
+  tok.add_special_tokens(tokens)
+  return special
+
+
+def from_tokenizer_json(path: Path, config: dict) -> WordPieces:
+  """The transformers 5 layout: a serialised `tokenizers.Tokenizer`."""
+  try:
+    tok = tokenizers.Tokenizer.from_file(str(path))
+  except Exception as e:  # tokenizers raises a bare Exception on parse errors
+    raise ValueError(f"{path}: not a tokenizers file ({e})") from None
+  special = {role: _content(config.get(f"{role}_token"), default) for role, default in
+             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
+              ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
+  special.update(entity_1=_content(config.get("entity_1_token"), "<ent>"),
+                 entity_2=_content(config.get("entity_2_token"), "<ent2>"))
+  return WordPieces(tok, special)

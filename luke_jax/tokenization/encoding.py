@@ -1,0 +1,175 @@
+"""From text and character entity spans to word and entity ids, as the reference does it.
+
+`segment` splits one text at every span boundary (the reference's boundary-forced splitting),
+`assemble` turns the word pieces of those segments into one example (task markers, entity ids,
+truncation, special tokens), and `pad_batch` pads a batch. All segments of a batch are encoded by
+one native `encode_batch` call in between (see `LukeTokenizer.__call__`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+Span = tuple[int, int]
+TASKS = (None, "entity_classification", "entity_pair_classification",
+         "entity_span_classification")
+
+
+@dataclasses.dataclass
+class Side:
+  """One text of an example (the first or the pair), segmented at its span boundaries."""
+  text: str
+  spans: list[Span] | None
+  entity_ids: list[int] | None
+  pieces: list[tuple[int, int]]  # character [start, end) of each segment
+  boundary_segment: dict[int, int]  # span boundary (char) -> number of segments before it
+  ids: list[int] = dataclasses.field(default_factory=list)
+  offsets: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+  token_spans: list[Span] | None = None
+
+
+def check_spans(spans, text: str, example: int, task: str | None, which: str) -> list[Span]:
+  """Validates character spans; errors name the example, the span and the rule."""
+  if not isinstance(spans, (list, tuple)):
+    raise ValueError(f"example {example}: {which} must be a list of (start, end) tuples")
+  out = []
+  for span in spans:
+    if not (isinstance(span, (list, tuple)) and len(span) == 2
+            and all(isinstance(x, (int, np.integer)) for x in span)):
+      raise ValueError(f"example {example}: {which} {span!r} is not a (start, end) pair of ints")
+    start, end = int(span[0]), int(span[1])
+    if not 0 <= start <= len(text) or not 0 <= end <= len(text):
+      raise ValueError(f"example {example}: {which} {(start, end)} is out of range for a text "
+                       f"of {len(text)} characters")
+    if start >= end:
+      raise ValueError(f"example {example}: {which} {(start, end)} is empty or reversed "
+                       "(start must be < end)")
+    out.append((start, end))
+  if task == "entity_classification" and len(out) != 1:
+    raise ValueError(f"example {example}: task entity_classification takes exactly one span, "
+                     f"got {len(out)}: {out}")
+  if task == "entity_pair_classification":
+    if len(out) != 2:
+      raise ValueError(f"example {example}: task entity_pair_classification takes exactly two "
+                       f"spans (head, tail), got {len(out)}: {out}")
+    (a0, a1), (b0, b1) = out
+    if a0 < b1 and b0 < a1:
+      raise ValueError(f"example {example}: head span {out[0]} and tail span {out[1]} overlap; "
+                       "entity_pair_classification wraps each in its own markers")
+  if task == "entity_span_classification" and not out:
+    raise ValueError(f"example {example}: task entity_span_classification needs at least one "
+                     "span")
+  return out
+
+
+def segment(text: str, spans: list[Span] | None) -> tuple[list[tuple[int, int]], dict[int, int]]:
+  """Character pieces of `text` cut at every span boundary.
+
+  As in the reference, a cut preceded by a space moves one character left, so the space stays
+  with the following token (byte-level BPE's `Ġ`); empty pieces are skipped.
+  """
+  if spans is None:
+    return [(0, len(text))], {}
+  pieces, boundary_segment = [], {}
+  cur = 0
+  for boundary in sorted({p for span in spans for p in span}):
+    cut = boundary - 1 if boundary > 0 and text[boundary - 1] == " " else boundary
+    if cur != cut:
+      pieces.append((cur, cut))
+      cur = cut
+    boundary_segment[boundary] = len(pieces)
+  pieces.append((cur, len(text)))
+  return pieces, boundary_segment
+
+
+def fill(side: Side, piece_ids: Sequence[list[int]], piece_offsets=None) -> None:
+  """Concatenates the encoded pieces and maps span boundaries to token positions."""
+  starts = [0]
+  for ids in piece_ids:
+    starts.append(starts[-1] + len(ids))
+  side.ids = [i for ids in piece_ids for i in ids]
+  if piece_offsets is not None:
+    side.offsets = [(a + base, b + base) for (base, _), offs in zip(side.pieces, piece_offsets)
+                    for a, b in offs]
+  if side.spans is not None:
+    side.token_spans = [(starts[side.boundary_segment[s]], starts[side.boundary_segment[e]])
+                        for s, e in side.spans]
+
+
+def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int) -> None:
+  """`<ent>`/`<ent2>` around the spans of the classification tasks; spans cover the markers."""
+  if task == "entity_classification":
+    (start, end), = side.token_spans
+    _insert(side, [(end, marker_1), (start, marker_1)])
+    side.token_spans = [(start, end + 2)]
+  elif task == "entity_pair_classification":
+    head, tail = side.token_spans
+    if head[0] < tail[0]:
+      side.token_spans = [(head[0], head[1] + 2), (tail[0] + 2, tail[1] + 4)]
+      order = [(tail, marker_2), (head, marker_1)]
+    else:
+      side.token_spans = [(head[0] + 2, head[1] + 4), (tail[0], tail[1] + 2)]
+      order = [(head, marker_1), (tail, marker_2)]
+    inserts = []
+    for (start, end), marker in order:
+      inserts += [(end, marker), (start, marker)]
+    _insert(side, inserts)
+
+
+def _insert(side: Side, inserts: list[tuple[int, int]]) -> None:
+  """Inserts marker ids at token positions, applied in the given order (as the reference)."""
+  for pos, marker in inserts:
+    side.ids = side.ids[:pos] + [marker] + side.ids[pos:]
+    if side.offsets:
+      anchor = side.offsets[pos][0] if pos < len(side.offsets) else (
+          side.offsets[-1][1] if side.offsets else 0)
+      side.offsets = side.offsets[:pos] + [(anchor, anchor)] + side.offsets[pos:]
+
+
+def truncate(first: list, second: list | None, remove: int, strategy: str,
+             side: str = "right") -> tuple[list, list | None]:
+  """transformers' `truncate_sequences` (without overflow), for word and for entity lists."""
+  if remove <= 0:
+    return first, second
+  if strategy == "only_first" or (strategy == "longest_first" and second is None):
+    return (first[remove:] if side == "left" else first[:-remove]), second
+  if strategy == "longest_first":
+    len_first, len_second = len(first), len(second) if second else 0
+    first_remove = min(abs(len_second - len_first), remove)
+    second_remove = remove - first_remove
+    if len_first > len_second:
+      from_first = first_remove + second_remove // 2
+      from_second = second_remove - second_remove // 2
+    else:
+      from_first = second_remove // 2
+      from_second = first_remove + second_remove - second_remove // 2
+    if side == "right":
+      first = first[:-from_first] if from_first > 0 else first
+      second = second[:-from_second] if second and from_second > 0 else second
+    else:
+      first = first[from_first:]
+      second = second[from_second:] if second else None
+    return first, second
+  if strategy == "only_second" and second:
+    return first, (second[:-remove] if side == "right" else second[remove:])
+  return first, second
+
+
+def position_ids(starts: np.ndarray, ends: np.ndarray, mention_length: int) -> np.ndarray:
+  """`[n, mention_length]` token positions of each mention, -1 padded (vectorised)."""
+  grid = starts[:, None] + np.arange(mention_length)[None, :]
+  return np.where(grid < ends[:, None], grid, -1).astype(np.int64)
+
+
+def pad_rows(rows: list[list], length: int, value, left: bool) -> list[list]:
+  return [([value] * (length - len(r)) + list(r)) if left else (list(r) + [value] * (
+      length - len(r))) for r in rows]
+
+
+def round_up(n: int, multiple: int | None) -> int:
+  if multiple and n % multiple:
+    return (n // multiple + 1) * multiple
+  return n
