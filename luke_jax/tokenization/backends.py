@@ -9,13 +9,13 @@ model, pre-tokenizer and added special tokens, in the same order.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import tokenizers
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 
-ENTITY_SPECIALS = ("[UNK]", "[PAD]", "[MASK]", "[MASK2]")
 
 
 def _added(content: str, spec: Any = None, **defaults) -> AddedToken:
@@ -99,8 +99,6 @@ def _add_specials(tok: tokenizers.Tokenizer, config: dict, extra: Sequence[str],
                                       or config.get("additional_special_tokens") or [])]
   for name in listed + [t for t in (entity_1, entity_2) if t not in listed]:
     tokens.append(_added(name))
-  tokens.extend(_added(config.get(f"entity_{n.strip('[]').lower()}_token", n))
-                for n in ENTITY_SPECIALS)
   tok.add_special_tokens(tokens)
   for name, idx in added_ids.items():
     if tok.token_to_id(name) != idx:
@@ -139,86 +137,130 @@ def bpe_from_files(vocab_file: Path, merges_file: Path, config: dict,
 
 
 class SentencePieces(WordPieces):
-  """XLM-R style: SentencePiece pieces as a unigram model, ids shifted by the fairseq offset.
+  """XLM-R / mLUKE word pieces through the `sentencepiece` library, in fairseq id order.
 
-  fairseq puts `<s> <pad> </s> <unk>` at 0..3 and SentencePiece's own pieces from 4 on (its
-  `<unk> <s> </s>` at 0..2 are skipped), so every SentencePiece id is shifted by one and
-  `<mask>` comes right after the last piece.
+  fairseq puts `<s> <pad> </s> <unk>` at 0..3 and shifts SentencePiece's ids by one (its own
+  `<unk>` at 0 becomes 3), `<mask>` follows the last piece and the entity markers follow that.
+  Special tokens in the text are split off first, as transformers' slow tokenizers do (`<mask>`
+  also takes the spaces before it); the text between them is encoded by SentencePiece itself,
+  with its own normalisation, as the released mLUKE models were trained.
   """
 
   kind = "sentencepiece"
-  FAIRSEQ = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
   OFFSET = 1
 
-  def __init__(self, tokenizer: tokenizers.Tokenizer, special: dict[str, str],
-               num_pieces: int):
-    super().__init__(tokenizer, special)
-    self.num_pieces = num_pieces
-    self.fairseq = dict(self.FAIRSEQ, **{special["mask"]: num_pieces + self.OFFSET})
-    self.fairseq_inverse = {v: k for k, v in self.fairseq.items()}
+  def __init__(self, processor, special: dict[str, str]):
+    self.processor = processor
+    self.special = special
+    size = processor.GetPieceSize()
+    self.ids = {special["bos"]: 0, special["pad"]: 1, special["eos"]: 2, special["unk"]: 3,
+                special["mask"]: size + self.OFFSET, special["entity_1"]: size + 2,
+                special["entity_2"]: size + 3}
+    self.tokens = {v: k for k, v in self.ids.items()}
+    names = sorted(self.ids, key=len, reverse=True)
+    self._split = re.compile("(" + "|".join(re.escape(t) for t in names) + ")")
+    self._lstrip = {special["mask"]}
 
-  def _ids(self, encoding) -> list[int]:
-    # The reference maps tokens (not raw ids) so added tokens keep their own ids.
-    return [self.token_to_id(t) for t in encoding.tokens]
+  def _chunks(self, text: str) -> list[tuple[str, int, int | None]]:
+    """`(chunk, char_start, special_id or None)` with special tokens split off."""
+    out, pos = [], 0
+    for part in self._split.split(text):
+      if not part:
+        continue
+      if part in self.ids:
+        if part in self._lstrip and out and out[-1][2] is None:
+          chunk, start, _ = out.pop()
+          stripped = chunk.rstrip()
+          if stripped:
+            out.append((stripped, start, None))
+        out.append((part, pos, self.ids[part]))
+      else:
+        out.append((part, pos, None))
+      pos += len(part)
+    return out
+
+  def _encode(self, texts: Sequence[str], offsets: bool):
+    chunked = [self._chunks(t) for t in texts]
+    plain = [c for chunks in chunked for c, _, special in chunks if special is None]
+    if offsets:
+      protos = self.processor.encode(plain, out_type="immutable_proto") if plain else []
+      encoded = [([p.id for p in proto.pieces], _char_offsets(chunk, proto))
+                 for chunk, proto in zip(plain, protos)]
+    else:
+      encoded = [(ids, None) for ids in (self.processor.encode(plain) if plain else [])]
+    results, k = [], 0
+    for chunks in chunked:
+      ids, offs = [], []
+      for chunk, start, special in chunks:
+        if special is not None:
+          ids.append(special)
+          offs.append((start, start + len(chunk)))
+          continue
+        raw, raw_offsets = encoded[k]
+        k += 1
+        ids += [i + self.OFFSET if i else self.ids[self.special["unk"]] for i in raw]
+        if offsets:
+          offs += [(start + a, start + b) for a, b in raw_offsets]
+      results.append((ids, offs))
+    return results
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return [ids for ids, _ in self._encode(texts, offsets=False)]
+
+  def encode_batch_with_offsets(self, texts: Sequence[str]):
+    return self._encode(texts, offsets=True)
 
   def token_to_id(self, token: str) -> int:
-    if token in self.fairseq:
-      return self.fairseq[token]
-    idx = self.tokenizer.token_to_id(token)
-    return self.fairseq["<unk>"] if idx is None else idx + self.OFFSET
+    if token in self.ids:
+      return self.ids[token]
+    idx = self.processor.PieceToId(token)
+    return idx + self.OFFSET if idx else self.ids[self.special["unk"]]
 
   def id_to_token(self, idx: int) -> str | None:
-    if idx in self.fairseq_inverse:
-      return self.fairseq_inverse[idx]
-    return self.tokenizer.id_to_token(idx - self.OFFSET)
+    if idx in self.tokens:
+      return self.tokens[idx]
+    if 0 < idx - self.OFFSET < self.processor.GetPieceSize():
+      return self.processor.IdToPiece(idx - self.OFFSET)
+    return None
 
   def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
     tokens = [self.id_to_token(i) for i in ids]
     if skip_special_tokens:
-      specials = set(self.FAIRSEQ) | {self.special["mask"]}
-      tokens = [t for t in tokens if t not in specials]
+      tokens = [t for t in tokens if t not in self.ids]
     return "".join(t or "" for t in tokens).replace("\u2581", " ").strip()
 
   def __len__(self) -> int:
-    return self.tokenizer.get_vocab_size(with_added_tokens=True) + self.OFFSET
+    return self.processor.GetPieceSize() + 4
+
+
+def _char_offsets(text: str, proto) -> list[tuple[int, int]]:
+  """SentencePiece reports UTF-8 byte offsets; the tokenizer speaks characters."""
+  byte_to_char = {}
+  pos = 0
+  for i, ch in enumerate(text):
+    byte_to_char[pos] = i
+    pos += len(ch.encode("utf-8"))
+  byte_to_char[pos] = len(text)
+  return [(byte_to_char.get(p.begin, len(text)), byte_to_char.get(p.end, len(text)))
+          for p in proto.pieces]
 
 
 def sentencepiece_from_file(model_file: Path, config: dict) -> SentencePieces:
-  """A `sentencepiece.bpe.model` (or any SentencePiece model) read with `sentencepiece`."""
+  """A `sentencepiece.bpe.model` (XLM-R's, or one trained by this project)."""
   import sentencepiece  # pylint: disable=g-import-not-at-top
   processor = sentencepiece.SentencePieceProcessor()
   try:
     processor.Load(str(model_file))
   except (OSError, RuntimeError) as e:
     raise ValueError(f"{model_file}: not a SentencePiece model ({e})") from None
-  pieces = [(processor.IdToPiece(i), processor.GetScore(i))
-            for i in range(processor.GetPieceSize())]
-  tok = tokenizers.Tokenizer(models.Unigram(pieces, unk_id=0))
-  tok.normalizer = normalizers.Sequence([normalizers.Replace("``", '"'),
-                                         normalizers.Replace("''", '"')])
-  tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
-  tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
-  config = dict(config)
-  special = _add_specials_sentencepiece(tok, config)
-  return SentencePieces(tok, special, len(pieces))
-
-
-def _add_specials_sentencepiece(tok: tokenizers.Tokenizer, config: dict) -> dict[str, str]:
   special = {role: _content(config.get(f"{role}_token"), default) for role, default in
              (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
               ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
-  tokens = [_added(special[r]) for r in ("bos", "pad", "eos", "unk")]
-  tokens.append(_added(special["mask"], config.get("mask_token"), lstrip=True))
-  # transformers 5 prefixes the markers with the SentencePiece space so decoding keeps it.
-  entity_1 = "\u2581" + _content(config.get("entity_token_1", config.get("entity_1_token")),
+  special["entity_1"] = _content(config.get("entity_token_1", config.get("entity_1_token")),
                                  "<ent>").lstrip("\u2581")
-  entity_2 = "\u2581" + _content(config.get("entity_token_2", config.get("entity_2_token")),
+  special["entity_2"] = _content(config.get("entity_token_2", config.get("entity_2_token")),
                                  "<ent2>").lstrip("\u2581")
-  special.update(entity_1=entity_1, entity_2=entity_2)
-  tokens += [_added(entity_1), _added(entity_2)]
-  tokens += [_added(n) for n in ENTITY_SPECIALS]
-  tok.add_special_tokens(tokens)
-  return special
+  return SentencePieces(processor, special)
 
 
 def from_tokenizer_json(path: Path, config: dict) -> WordPieces:
