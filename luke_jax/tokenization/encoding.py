@@ -103,7 +103,7 @@ def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int) -
   """`<ent>`/`<ent2>` around the spans of the classification tasks; spans cover the markers."""
   if task == "entity_classification":
     (start, end), = side.token_spans
-    _insert(side, [(end, marker_1), (start, marker_1)])
+    _insert(side, [(end, marker_1, True), (start, marker_1, False)])
     side.token_spans = [(start, end + 2)]
   elif task == "entity_pair_classification":
     head, tail = side.token_spans
@@ -115,17 +115,23 @@ def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int) -
       order = [(head, marker_1), (tail, marker_2)]
     inserts = []
     for (start, end), marker in order:
-      inserts += [(end, marker), (start, marker)]
+      inserts += [(end, marker, True), (start, marker, False)]
     _insert(side, inserts)
 
 
-def _insert(side: Side, inserts: list[tuple[int, int]]) -> None:
-  """Inserts marker ids at token positions, applied in the given order (as the reference)."""
-  for pos, marker in inserts:
+def _insert(side: Side, inserts: list[tuple[int, int, bool]]) -> None:
+  """Inserts marker ids at token positions, applied in the given order (as the reference).
+
+  With offsets, a marker is zero-width where its mention starts (opening) or ends (closing),
+  so `text[start:end]` of the marked mention runs from one marker to the other.
+  """
+  for pos, marker, closing in inserts:
     side.ids = side.ids[:pos] + [marker] + side.ids[pos:]
     if side.offsets:
-      anchor = side.offsets[pos][0] if pos < len(side.offsets) else (
-          side.offsets[-1][1] if side.offsets else 0)
+      if closing:
+        anchor = side.offsets[pos - 1][1] if pos > 0 else 0
+      else:
+        anchor = side.offsets[pos][0] if pos < len(side.offsets) else side.offsets[-1][1]
       side.offsets = side.offsets[:pos] + [(anchor, anchor)] + side.offsets[pos:]
 
 
@@ -156,6 +162,38 @@ def truncate(first: list, second: list | None, remove: int, strategy: str,
   if strategy == "only_second" and second:
     return first, (second[:-remove] if side == "right" else second[remove:])
   return first, second
+
+
+def truncate_native(first: list, second: list | None, budget: int, strategy: str,
+                    side: str = "right") -> tuple[list, list | None]:
+  """The `tokenizers` library's truncation, which transformers uses when there are no entities.
+
+  `budget` is what the texts may keep (max_length minus the special tokens). For pairs,
+  `longest_first` keeps the shorter text whole if it can and splits evenly otherwise.
+  """
+  cut = (lambda x, n: x[:n]) if side == "right" else (lambda x, n: x[len(x) - n:])
+  if second is None:
+    if strategy == "only_second":
+      raise ValueError("truncation='only_second' needs a text pair")
+    return cut(first, max(budget, 0)), None
+  if strategy == "longest_first":
+    n1, n2 = len(first), len(second)
+    swap = n1 > n2
+    if swap:
+      n1, n2 = n2, n1
+    n2 = n1 if n1 > budget else max(n1, budget - n1)
+    if n1 + n2 > budget:
+      n1 = budget // 2
+      n2 = n1 + budget % 2
+    if swap:
+      n1, n2 = n2, n1
+    return cut(first, n1), cut(second, n2)
+  target, other = (first, second) if strategy == "only_first" else (second, first)
+  keep = budget - len(other)
+  if keep <= 0:
+    raise ValueError(f"truncation={strategy!r}: the other text alone has {len(other)} tokens, "
+                     f"more than the {budget} that max_length leaves")
+  return (cut(first, keep), second) if strategy == "only_first" else (first, cut(second, keep))
 
 
 def position_ids(starts: np.ndarray, ends: np.ndarray, mention_length: int) -> np.ndarray:

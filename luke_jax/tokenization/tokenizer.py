@@ -315,8 +315,13 @@ class LukeTokenizer:
     total = len(ids) + (len(pair_ids) if pair_ids is not None else 0) + self._num_specials(
         second is not None, add_special_tokens)
     if strategy != "do_not_truncate" and max_length and total > max_length:
-      ids, pair_ids = encoding.truncate(ids, pair_ids, total - max_length, strategy,
-                                        self.truncation_side)
+      if with_entities:
+        ids, pair_ids = encoding.truncate(ids, pair_ids, total - max_length, strategy,
+                                          self.truncation_side)
+      else:  # transformers hands entity-free input to the tokenizers library
+        specials = self._num_specials(pair_ids is not None, add_special_tokens)
+        ids, pair_ids = encoding.truncate_native(ids, pair_ids, max_length - specials, strategy,
+                                                 self.truncation_side)
       if offsets:
         offs = offs[:len(ids)] if self.truncation_side == "right" else offs[-len(ids):]
         if pair_ids is not None:
