@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,21 +30,35 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "sentencepiece.bpe.model", "entit
                    "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json")
 
 
+def check_destination(dst: str | os.PathLike, overwrite: bool = False) -> None:
+  """Raises `FileExistsError` unless `dst` may be written; cheap, so callers check up front."""
+  dst = Path(dst).absolute()
+  if (dst.exists() or dst.is_symlink()) and not overwrite:
+    raise FileExistsError(f"{dst} already exists (pass overwrite to replace it)")
+  if overwrite and dst.exists() and not dst.is_dir():
+    raise FileExistsError(f"{dst} exists and is not a directory; not replacing it")
+
+
 @contextlib.contextmanager
 def atomic_directory(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
   """Yields a temporary sibling of `dst`; renames it to `dst` only if the block succeeds."""
   dst = Path(dst).absolute()
-  if dst.exists() and not overwrite:
-    raise FileExistsError(f"{dst} already exists (pass overwrite to replace it)")
+  check_destination(dst, overwrite)
   dst.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
   try:
     yield tmp
     if dst.exists():
       old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-      os.replace(dst, old / dst.name)
-      os.replace(tmp, dst)
-      shutil.rmtree(old)
+      try:
+        os.replace(dst, old / dst.name)
+        try:
+          os.replace(tmp, dst)
+        except BaseException:
+          os.replace(old / dst.name, dst)  # never leave the user with neither version
+          raise
+      finally:
+        shutil.rmtree(old, ignore_errors=True)
     else:
       os.replace(tmp, dst)
   finally:
@@ -121,6 +136,14 @@ def load_params(directory: str | os.PathLike, config: LukeConfig, architecture: 
   return layout.to_layout(params, config.scan_layers)
 
 
+def _log_conversion(message: str) -> None:
+  # Random weights in a loaded model deserve a warning (as transformers gives); the rest is detail.
+  if message.startswith("newly initialised"):
+    logging.warning("%s", message)
+  else:
+    logging.info("%s", message)
+
+
 def from_pretrained(directory: str | os.PathLike, *, dtype: str | None = None,
                     param_dtype: str | None = None, scan_layers: bool | None = None,
                     remat_policy: str | None = None, architecture: str | None = None):
@@ -133,6 +156,11 @@ def from_pretrained(directory: str | os.PathLike, *, dtype: str | None = None,
   """
   directory = Path(directory)
   config, stored_arch, _ = read_config(directory)
+  if architecture is None and stored_arch not in registry.ARCHITECTURES:
+    known = ", ".join(sorted(registry.ARCHITECTURES))
+    raise ValueError(f"{directory / 'config.json'}: key \"architectures\" names "
+                     f"{stored_arch!r}, which is no luke-jax model (known: {known}); pass "
+                     "architecture= to choose one")
   overrides = {k: v for k, v in dict(dtype=dtype, param_dtype=param_dtype,
                                      scan_layers=scan_layers, remat_policy=remat_policy).items()
                if v is not None}
@@ -146,6 +174,6 @@ def from_pretrained(directory: str | os.PathLike, *, dtype: str | None = None,
     params = jax.tree.map(lambda x: jnp.asarray(x, config.param_dtype), params)
   else:
     from luke_jax.convert import hf  # pylint: disable=g-import-not-at-top
-    params, config = hf.load_hf_params(directory, config, arch, log=lambda _: None)
+    params, config = hf.load_hf_params(directory, config, arch, log=_log_conversion)
     params = jax.tree.map(jnp.asarray, params)
   return registry.build(arch, config), params

@@ -37,7 +37,15 @@ def torch_model(arch: str, seed: int = 0, **config):
 
 
 def save_torch_model(model, directory, safe: bool = True) -> str:
-  model.save_pretrained(directory, safe_serialization=safe)
+  """`save_pretrained`; with `safe=False` the weights end up in `pytorch_model.bin` (transformers
+  5 always writes safetensors, so the file is rewritten with `torch.save`)."""
+  import pathlib
+  import torch
+  model.save_pretrained(directory)
+  if not safe:
+    directory = pathlib.Path(directory)
+    torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    (directory / "model.safetensors").unlink()
   return str(directory)
 
 

@@ -18,28 +18,40 @@ from luke_jax.models.config import LukeConfig
 Log = Callable[[str], None]
 
 
-def infer_architecture(state: dict[str, np.ndarray]) -> str:
+def infer_architecture(state: dict[str, np.ndarray], config_file: str = "config.json") -> str:
   if any(k.startswith("lm_head.") or k.startswith("entity_predictions.") for k in state):
     return "LukeForMaskedLM"
   if any(k.startswith("luke.") for k in state):
-    raise ConversionError("the checkpoint has a task head but config.json names no "
-                          "`architectures`; pass --architecture")
+    raise ConversionError(f"{config_file}: the checkpoint has a task head but the config names "
+                          "no `architectures`; pass --architecture")
   return "LukeModel"
 
 
 def read_hf(src: str | os.PathLike, architecture: str | None = None, log: Log = print):
   """(config, architecture, state, origin) of an HF LUKE directory."""
   src = Path(src)
+  config_file = src / "config.json"
   config, _, raw = checkpoint.read_config(src)
-  state, origin = weights_io.load_state_dict(src)
-  arch = architecture or (raw.get("architectures") or [None])[0] or infer_architecture(state)
-  try:
-    registry.check_architecture(arch)
-  except ValueError as e:
-    raise ConversionError(f"{src / 'config.json'}: {e}") from None
   if raw.get("model_type") not in (None, "luke"):
-    raise ConversionError(f"{src / 'config.json'}: model_type {raw.get('model_type')!r} is not "
+    raise ConversionError(f"{config_file}: model_type {raw.get('model_type')!r} is not "
                           "LUKE (use --src_format=roberta for RoBERTa/XLM-R)")
+  if architecture is not None:
+    try:
+      registry.check_architecture(architecture)
+    except ValueError as e:
+      raise ConversionError(f"{src}: cannot convert to the requested {e}") from None
+  else:
+    stored = raw.get("architectures")
+    if stored:
+      if not isinstance(stored, list) or stored[0] not in registry.ARCHITECTURES:
+        raise ConversionError(
+            f"{config_file}: key \"architectures\" is {stored!r}, which names no luke-jax "
+            f"model (known: {', '.join(sorted(registry.ARCHITECTURES))}); pass --architecture "
+            "to choose one")
+  # Weights are read after the cheap checks: they may be gigabytes.
+  state, origin = weights_io.load_state_dict(src)
+  arch = (architecture or (raw.get("architectures") or [None])[0]
+          or infer_architecture(state, str(config_file)))
   del log
   return config, arch, state, origin
 
@@ -56,11 +68,14 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str =
             architecture: str | None = None, num_labels: int | None = None,
             overwrite: bool = False, seed: int = 0, log: Log = print) -> Path:
   """HF directory -> luke-jax checkpoint (or HF again, e.g. to add a head); tokenizer copied."""
+  checkpoint.check_destination(dst, overwrite)
   config, arch, state, origin = read_hf(src, architecture, log)
+  config_file = str(Path(src) / "config.json")
   if num_labels is not None and num_labels != config.num_labels:
     config = config.replace(id2label=tuple((i, f"LABEL_{i}") for i in range(num_labels)))
+    config_file += f" with --num_labels={num_labels}"
   params, config = state_dict_to_params(state, config, arch, origin=origin, seed=seed,
-                                        config_file=str(Path(src) / "config.json"), log=log)
+                                        config_file=config_file, log=log)
   return write_converted(params, config, arch, dst, dst_format=dst_format, tokenizer_dir=src,
                          overwrite=overwrite, log=log)
 
@@ -107,6 +122,7 @@ def write_hf(dst: str | os.PathLike, params, config: LukeConfig, architecture: s
 def flax_to_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
                log: Log = print) -> Path:
   """luke-jax checkpoint directory -> HF directory."""
+  checkpoint.check_destination(dst, overwrite)
   config, arch, _ = checkpoint.read_config(src)
   params = checkpoint.load_params(src, config.replace(scan_layers=False), arch)
   out = write_hf(dst, params, config, arch, tokenizer_dir=src, overwrite=overwrite)

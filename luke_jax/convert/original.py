@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from luke_jax import checkpoint
 from luke_jax.convert import hf, weights_io
 from luke_jax.convert.torch_to_flax import ConversionError, state_dict_to_params
 from luke_jax.models.config import LukeConfig
@@ -47,21 +48,31 @@ def read_entity_vocab(src: Path) -> list[tuple[int, list[tuple[str, str | None]]
   return entries
 
 
+_SPECIAL_ENTITIES = ("[PAD]", "[UNK]", "[MASK]", "[MASK2]")
+
+
 def hf_entity_vocab(entries) -> dict[str, int]:
   """The flat `entity_vocab.json` of HF: specials bare, `lang:title` where a language is set."""
   out = {}
   for idx, names in entries:
     for title, lang in names:
-      key = title if (lang is None or title.startswith("[")) else f"{lang}:{title}"
+      # Only the special entities stay bare (as in the mLUKE converter); a real title may
+      # start with "[" too.
+      key = title if (lang is None or title in _SPECIAL_ENTITIES) else f"{lang}:{title}"
       out[key] = idx
   return out
 
 
 def _marker_ids(src: Path, given: list[str] | None) -> list[int]:
   if given:
-    if len(given) != 2:
-      raise ConversionError("--entity_marker_source_ids takes two ids (for <ent> and <ent2>)")
-    return [int(x) for x in given]
+    try:
+      ids = [int(x) for x in given]
+    except ValueError:
+      ids = []
+    if len(ids) != 2:
+      raise ConversionError(f"--entity_marker_source_ids takes two word ids (for <ent> and "
+                            f"<ent2>), not {given!r}")
+    return ids
   vocab_file = src / "vocab.json"
   if not vocab_file.exists():
     raise ConversionError(f"{src}: no vocab.json to find '@' and '#' (rows that initialise <ent> "
@@ -75,7 +86,10 @@ def _marker_ids(src: Path, given: list[str] | None) -> list[int]:
 
 def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | None = None,
                   marker_source_ids: list[str] | None = None, log: Callable = print):
-  """`(state, config, architecture, entity_vocab)` in Hugging Face naming and shapes."""
+  """`(state, config, architecture, entity_vocab, origin, stored_names)` in HF naming and shapes.
+
+  `origin` maps each key to the weights file and `stored_names` to its name in that file.
+  """
   src = Path(src)
   meta_file = src / "metadata.json"
   try:
@@ -87,13 +101,15 @@ def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | 
   weights = next((src / n for n in _WEIGHTS if (src / n).exists()), None)
   if weights is None:
     raise ConversionError(f"{src}: no weights (looked for {', '.join(_WEIGHTS)})")
-  state = (weights_io.read_safetensors(weights) if weights.suffix == ".safetensors"
-           else weights_io.read_torch_bin(weights, key="module"))
+  # The small files first: their errors should not wait for gigabytes of weights.
   entries = read_entity_vocab(src)
   titles = {t: idx for idx, names in entries for t, _ in names}
   if "[MASK]" not in titles:
     raise ConversionError(f"{src}: the entity vocabulary has no [MASK] entity")
   mask_id = titles["[MASK]"]
+  markers = _marker_ids(src, marker_source_ids)
+  state = (weights_io.read_safetensors(weights) if weights.suffix == ".safetensors"
+           else weights_io.read_torch_bin(weights, key="module"))
 
   for key in list(state):
     if key.startswith("cls_entity_predictions."):
@@ -104,7 +120,27 @@ def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | 
   for key in (word_key, entity_key):
     if key not in state:
       raise ConversionError(f"{weights}: missing key {key!r}")
-  markers = _marker_ids(src, marker_source_ids)
+  num_words, num_entities = len(state[word_key]), len(state[entity_key])
+  # The appended rows get ids len(table) and len(table)+1; a model_config or vocabulary that
+  # disagrees with the table would make those ids (and the written vocabulary) wrong.
+  for key, rows in (("vocab_size", num_words), ("entity_vocab_size", num_entities)):
+    if key in model_config and model_config[key] != rows:
+      raise ConversionError(f"{meta_file}: model_config key {key!r} is {model_config[key]}, but "
+                            f"{weights} holds {rows} rows for it")
+  max_id = max(idx for idx, _ in entries)
+  if max_id >= num_entities:
+    raise ConversionError(f"{src}: the entity vocabulary has id {max_id}, but {weights} key "
+                          f"{entity_key!r} has only {num_entities} rows")
+  for key, table in (("lm_head.decoder.weight", word_key),
+                     ("entity_predictions.decoder.weight", entity_key)):
+    # The archive stores these decoders tied to their tables and the conversion drops them.
+    if key in state and not (state[key].shape == state[table].shape
+                             and np.array_equal(state[key], state[table])):
+      raise ConversionError(f"{weights}: key {key!r} differs from {table!r}; the reference "
+                            "ties them, so this archive is not a LUKE pretraining checkpoint")
+  if not all(0 <= m < num_words for m in markers):
+    raise ConversionError(f"{src}: marker source ids {markers} are outside the {num_words} rows "
+                          f"of {weights} key {word_key!r}")
   state[word_key] = np.concatenate([state[word_key], state[word_key][markers]])
   state[entity_key] = np.concatenate([state[entity_key], state[entity_key][[mask_id]]])
   for key in ("lm_head.bias", "lm_head.decoder.bias"):
@@ -119,7 +155,8 @@ def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | 
     state.pop(key, None)
 
   has_head = any(k.startswith(_HEADS) for k in state)
-  state = {(k if k.startswith(_HEADS) else "luke." + k): v for k, v in state.items()}
+  stored_names = {(k if k.startswith(_HEADS) else "luke." + k): k for k in state}
+  state = {new: state[old] for new, old in stored_names.items()}
   model_config["vocab_size"] = state["luke." + word_key].shape[0]
   model_config["entity_vocab_size"] = state["luke." + entity_key].shape[0]
   model_config.setdefault("entity_emb_size", state["luke." + entity_key].shape[1])
@@ -130,21 +167,23 @@ def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | 
   except (TypeError, ValueError) as e:
     raise ConversionError(f"{meta_file}: {e}") from None
   vocab = hf_entity_vocab(entries)
-  vocab["[MASK2]"] = max(idx for idx, _ in entries) + 1
+  vocab["[MASK2]"] = num_entities  # the appended row; = max id + 1 in a complete vocabulary
   origin = {k: weights for k in state}
   arch = "LukeForMaskedLM" if has_head else "LukeModel"
-  return state, config, arch, vocab, origin
+  return state, config, arch, vocab, origin, stored_names
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
             use_entity_aware_attention: bool | None = None,
             marker_source_ids: list[str] | None = None, overwrite: bool = False,
             log: Callable = print) -> Path:
-  state, config, arch, vocab, origin = read_original(
+  checkpoint.check_destination(dst, overwrite)
+  state, config, arch, vocab, origin, stored_names = read_original(
       src, use_entity_aware_attention=use_entity_aware_attention,
       marker_source_ids=marker_source_ids, log=log)
   params, config = state_dict_to_params(state, config, arch, origin=origin,
-                                        config_file=str(Path(src) / "metadata.json"), log=log)
+                                        config_file=str(Path(src) / "metadata.json"), log=log,
+                                        stored_names=stored_names)
   extra = {"entity_vocab.json": json.dumps(vocab, ensure_ascii=False, indent=1) + "\n"}
   return hf.write_converted(params, config, arch, dst, dst_format=dst_format,
                             tokenizer_dir=src, overwrite=overwrite, extra_files=extra, log=log)

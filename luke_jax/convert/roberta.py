@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from luke_jax import checkpoint
 from luke_jax.convert import hf, weights_io
 from luke_jax.convert.torch_to_flax import ConversionError, state_dict_to_params
 from luke_jax.models.config import LukeConfig
@@ -36,31 +37,35 @@ def read_roberta(src: str | os.PathLike, *, entity_vocab_size: int, entity_emb_s
     raise ConversionError(f"{config_file}: model_type {raw.get('model_type')!r} is not RoBERTa "
                           "or XLM-R")
   fields = {k: raw[k] for k in _CONFIG_KEYS if k in raw}
-  config = LukeConfig.from_hf_dict(dict(
-      fields, entity_vocab_size=entity_vocab_size, entity_emb_size=entity_emb_size,
-      use_entity_aware_attention=use_entity_aware_attention))
+  try:
+    config = LukeConfig.from_hf_dict(dict(
+        fields, entity_vocab_size=entity_vocab_size, entity_emb_size=entity_emb_size,
+        use_entity_aware_attention=use_entity_aware_attention))
+  except (TypeError, ValueError) as e:
+    raise ConversionError(f"{config_file}: {e}") from None
   state, origin = weights_io.load_state_dict(src)
-  renamed, renamed_origin = {}, {}
+  renamed, renamed_origin, stored_names = {}, {}, {}
   for key, value in state.items():
     new = key
     if key.startswith("roberta."):
       new = "luke." + key[len("roberta."):]
     elif key.startswith(("embeddings.", "encoder.", "pooler.")):
       new = "luke." + key
-    renamed[new], renamed_origin[new] = value, origin[key]
-  return config, renamed, renamed_origin
+    renamed[new], renamed_origin[new], stored_names[new] = value, origin[key], key
+  return config, renamed, renamed_origin, stored_names
 
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
             entity_vocab_size: int = 500000, entity_emb_size: int = 256,
             use_entity_aware_attention: bool = False, seed: int = 0, overwrite: bool = False,
             log: Callable = print) -> Path:
-  config, state, origin = read_roberta(src, entity_vocab_size=entity_vocab_size,
-                                       entity_emb_size=entity_emb_size,
-                                       use_entity_aware_attention=use_entity_aware_attention)
+  checkpoint.check_destination(dst, overwrite)
+  config, state, origin, stored_names = read_roberta(
+      src, entity_vocab_size=entity_vocab_size, entity_emb_size=entity_emb_size,
+      use_entity_aware_attention=use_entity_aware_attention)
   params, config = state_dict_to_params(
       state, config, "LukeForMaskedLM", origin=origin, seed=seed,
       config_file=str(Path(src) / "config.json"), may_initialise=lambda p: p.startswith(_FRESH),
-      log=log)
+      log=log, stored_names=stored_names)
   return hf.write_converted(params, config, "LukeForMaskedLM", dst, dst_format=dst_format,
                             tokenizer_dir=src, overwrite=overwrite, log=log)

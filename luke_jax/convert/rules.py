@@ -158,3 +158,16 @@ def to_torch(x: np.ndarray, kind: str, leaf: str) -> np.ndarray:
   if kind == "heads_out" and leaf == "kernel":
     return x.reshape(-1, x.shape[-1]).T
   return x
+
+
+def torch_shape(flax_shape: tuple[int, ...], kind: str, leaf: str) -> tuple[int, ...]:
+  """The PyTorch-layout shape of a Flax leaf, so error messages compare like with like."""
+  if kind == "linear" and leaf == "kernel":
+    return tuple(reversed(flax_shape))
+  if kind == "heads_in":
+    if leaf == "kernel":
+      return (int(np.prod(flax_shape[1:])), flax_shape[0])
+    return (int(np.prod(flax_shape)),)
+  if kind == "heads_out" and leaf == "kernel":
+    return (flax_shape[-1], int(np.prod(flax_shape[:-1])))
+  return tuple(flax_shape)

@@ -46,12 +46,12 @@ def _group(path: str) -> str:
   return "/".join(parts[:2]) if parts[0] == "luke" else parts[0]
 
 
-def normalise_keys(state: dict[str, np.ndarray], origin: dict[str, Path], prefixed: bool,
-                   log: Callable[[str], None]):
-  """Adds or strips the `luke.` prefix so the keys match the target architecture."""
+def _renames(state: dict[str, np.ndarray], prefixed: bool, log: Callable[[str], None]
+             ) -> dict[str, str]:
+  """`{target key: key as stored}`: adds or strips the `luke.` prefix to suit the target."""
   has_prefix = any(k.startswith("luke.") for k in state)
-  out, out_origin = {}, {}
-  for key, value in state.items():
+  names = {}
+  for key in state:
     new = key
     if prefixed and not has_prefix and not key.startswith(_HEAD_PREFIXES):
       new = "luke." + key
@@ -61,8 +61,16 @@ def normalise_keys(state: dict[str, np.ndarray], origin: dict[str, Path], prefix
       elif key.startswith(_HEAD_PREFIXES):
         log(f"not used by LukeModel, dropped: {key}")
         continue
-    out[new], out_origin[new] = value, origin.get(key)
-  return out, out_origin
+    names[new] = key
+  return names
+
+
+def normalise_keys(state: dict[str, np.ndarray], origin: dict[str, Path], prefixed: bool,
+                   log: Callable[[str], None]):
+  """Adds or strips the `luke.` prefix so the keys match the target architecture."""
+  names = _renames(state, prefixed, log)
+  return ({new: state[old] for new, old in names.items()},
+          {new: origin.get(old) for new, old in names.items()})
 
 
 def state_dict_to_params(
@@ -72,9 +80,10 @@ def state_dict_to_params(
     *,
     origin: dict[str, Path] | None = None,
     config_file: str = "config.json",
-    may_initialise: Callable[[str], bool] = lambda path: not path.startswith("luke/"),
+    may_initialise: Callable[[str], bool] | None = None,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    stored_names: dict[str, str] | None = None,
 ) -> dict:
   """Converts an HF-named state dict into a parameter tree for `architecture`.
 
@@ -83,8 +92,14 @@ def state_dict_to_params(
     config: the target config; its sizes are checked against every tensor.
     architecture: target class name, e.g. `LukeForEntityClassification`.
     origin: file each key was read from, for error messages.
+    config_file: the file (or flags) the config came from, for error messages.
     may_initialise: which missing target leaves may be freshly initialised (by default the
-      head's own parameters, e.g. a classifier on top of a base checkpoint).
+      head's own parameters, e.g. a classifier on top of a base checkpoint; nothing of a
+      `LukeModel`).
+    seed: seed for freshly initialised parameters.
+    log: receives one line per notable decision (initialised, ignored or dropped tensors).
+    stored_names: the name each key of `state` has in its file, where a reader renamed it, so
+      that errors quote what the user can find in the file.
 
   Returns:
     `(params, config)`: parameters in the layout `config.scan_layers` asks for, dtype
@@ -93,12 +108,24 @@ def state_dict_to_params(
   registry.check_architecture(architecture)
   origin = dict(origin or {})
   prefixed = architecture != "LukeModel"
-  state, origin = normalise_keys(state, origin, prefixed, log)
+  if may_initialise is None:
+    # Only a head may be missing from a checkpoint: a LukeModel has none, and an encoder block
+    # initialised at random would convert "successfully" into a useless model.
+    may_initialise = lambda path: prefixed and not path.startswith("luke/")
+  renames = _renames(state, prefixed, log)
+  stored_names = dict(stored_names or {})
+  stored = {new: stored_names.get(old, old) for new, old in renames.items()}
+  origin = {new: origin.get(old) for new, old in renames.items()}
+  state = {new: state[old] for new, old in renames.items()}
+  source_prefixed = any(name.startswith("luke.") for name in stored.values())
   where = lambda key: str(origin.get(key) or "state dict")
+  name = lambda key: stored.get(key) or (key if source_prefixed or not key.startswith("luke.")
+                                          else key[len("luke."):])
   if "lm_head.bias" not in state and "lm_head.decoder.bias" in state:
     # One parameter under two names; transformers 5 saves only the decoder's.
     state["lm_head.bias"] = state.pop("lm_head.decoder.bias")
     origin["lm_head.bias"] = origin.get("lm_head.decoder.bias")
+    stored["lm_head.bias"] = name("lm_head.decoder.bias")
   decoder = state.get("lm_head.decoder.weight")
   words = state.get("luke.embeddings.word_embeddings.weight")
   if decoder is not None and words is not None and config.tie_word_decoder:
@@ -117,29 +144,32 @@ def state_dict_to_params(
       source = rules.TIED[key]
       if source in state and not np.array_equal(np.asarray(state[source], np.float32),
                                                 np.asarray(value, np.float32)):
-        raise ConversionError(f"{where(key)}: {key!r} differs from {source!r}; luke-jax ties "
+        raise ConversionError(f"{where(key)}: {name(key)!r} differs from {name(source)!r}; "
+                              "luke-jax ties "
                               "these decoders to their tables and cannot load untied weights")
       continue
     mapped = rules.hf_to_flax_path(key, prefixed)
     if mapped is None:
-      raise ConversionError(f"{where(key)}: key {key!r} is not a {architecture} parameter "
+      raise ConversionError(f"{where(key)}: key {name(key)!r} is not a {architecture} parameter "
                             "(no conversion rule matches it)")
     path, kind = mapped
     if path not in target:
       if _EAA.match(path) and not config.use_entity_aware_attention:
-        log(f"{config_file} disables entity-aware attention; ignoring {key}")
+        log(f"{config_file} disables entity-aware attention; ignoring {name(key)}")
         continue
       raise ConversionError(
-          f"{where(key)}: key {key!r} has no place in {architecture} built from {config_file} "
-          f"(e.g. entity_emb_size={config.entity_emb_size}, hidden_size={config.hidden_size}, "
+          f"{where(key)}: key {name(key)!r} has no place in {architecture} built from "
+          f"{config_file} (num_hidden_layers={config.num_hidden_layers}, "
+          f"entity_emb_size={config.entity_emb_size}, hidden_size={config.hidden_size}, "
           f"use_entity_aware_attention={config.use_entity_aware_attention})")
     leaf = path.rsplit("/", 1)[1]
-    converted = rules.to_flax(np.asarray(value), kind, leaf, config)
-    expected = tuple(target[path].shape)
-    if tuple(converted.shape) != expected:
+    # Compared before reshaping, which would otherwise fail without naming the key.
+    want = rules.torch_shape(tuple(target[path].shape), kind, leaf)
+    if tuple(value.shape) != want:
       raise ConversionError(
-          f"{where(key)}: key {key!r} has shape {tuple(value.shape)}, but {config_file} implies "
-          f"{expected} for {path} (as Flax layout); the config contradicts the weights")
+          f"{where(key)}: key {name(key)!r} has shape {tuple(value.shape)}, but {config_file} "
+          f"implies {want} ({_sizes(config)}); the config contradicts the weights")
+    converted = rules.to_flax(np.asarray(value), kind, leaf, config)
     filled[path] = np.asarray(converted, np.float32).astype(dtype)
 
   missing = [p for p in target if p not in filled]
@@ -161,18 +191,30 @@ def state_dict_to_params(
     names = []
     for p in unfilled:
       try:
-        names.append(rules.flax_to_hf_key(p, prefixed)[0])
+        names.append(name(rules.flax_to_hf_key(p, prefixed)[0]))
       except KeyError:
         names.append(p)
     files = sorted({where(k) for k in state} or {"state dict"})
-    raise ConversionError(f"{', '.join(files)}: missing keys for {architecture}: "
-                          f"{', '.join(sorted(names))}")
+    names = sorted(names)
+    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+    raise ConversionError(f"{', '.join(files)}: missing keys for {architecture} "
+                          f"(as {config_file} describes it): {', '.join(names[:20])}{more}")
   if fresh:
-    init = _flat(registry.init_params(architecture, loop_cfg, jax.random.PRNGKey(seed)))
+    # One compiled init that returns only the fresh leaves: XLA drops the rest, so neither the
+    # op-by-op compile time nor the memory of a whole second model (e.g. a 500k-entity table)
+    # is paid for a small head.
+    init = jax.jit(lambda rng: {p: _flat(registry.init_params(architecture, loop_cfg, rng))[p]
+                                for p in fresh})(jax.random.PRNGKey(seed))
     for path in fresh:
       filled[path] = np.asarray(init[path]).astype(dtype)
       log(f"newly initialised (not in checkpoint): {path}")
   return layout.to_layout(_unflat(filled), config.scan_layers), config
+
+
+def _sizes(config: LukeConfig) -> str:
+  return ", ".join(f"{k}={getattr(config, k)}" for k in (
+      "vocab_size", "entity_vocab_size", "hidden_size", "entity_emb_size", "num_attention_heads",
+      "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"))
 
 
 def params_to_state_dict(params: dict, config: LukeConfig, architecture: str

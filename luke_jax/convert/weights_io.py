@@ -6,8 +6,12 @@ so that reading it needs neither torch nor a framework that lacks bfloat16; `.bi
 
 from __future__ import annotations
 
+import collections
+import io
 import json
 import os
+import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -44,18 +48,31 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
       raise WeightsError(f"{path}: corrupt safetensors header ({e})") from None
     data = f.read()
+  if not isinstance(header, dict):
+    raise WeightsError(f"{path}: corrupt safetensors header (not a JSON object)")
   out = {}
   for name, info in header.items():
     if name == "__metadata__":
       continue
-    begin, end = info["data_offsets"]
+    try:
+      dtype = info["dtype"]
+      shape = [int(d) for d in info["shape"]]
+      begin, end = (int(x) for x in info["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+      raise WeightsError(f"{path}: corrupt safetensors header entry for tensor {name!r}: "
+                         f"{info!r}") from None
+    if dtype not in _DTYPES:
+      raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
     if end > len(data):
       raise WeightsError(f"{path}: truncated file: tensor {name!r} needs bytes {begin}..{end} of "
                          f"the data section, which has only {len(data)}")
-    if info["dtype"] not in _DTYPES:
-      raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
-    arr = np.frombuffer(data[begin:end], dtype=_DTYPES[info["dtype"]])
-    out[name] = arr.reshape(info["shape"]).copy()
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize
+    if min(shape, default=0) < 0 or not 0 <= begin <= end or end - begin != nbytes:
+      raise WeightsError(f"{path}: corrupt safetensors header: tensor {name!r} of shape {shape} "
+                         f"and dtype {dtype} needs {nbytes} bytes but is given bytes "
+                         f"{begin}..{end}")
+    arr = np.frombuffer(data[begin:end], dtype=_DTYPES[dtype])
+    out[name] = arr.reshape(shape).copy()
   return out
 
 
@@ -89,7 +106,17 @@ def read_torch_bin(path: str | os.PathLike, key: str | None = None) -> dict[str,
   try:
     state = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # torch raises several types for damaged archives
-    raise WeightsError(f"{path}: cannot read PyTorch weights ({type(e).__name__}: {e})") from None
+    # torch's own message runs to several sentences of advice; the first one is the fact.
+    reason = f"{type(e).__name__}: {str(e).split('. ')[0].strip()}"
+    lost = _cut_off_tensors(Path(path))
+    if lost:
+      more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+      raise WeightsError(f"{path}: truncated file: no data for tensor(s) "
+                         f"{', '.join(repr(n) for n in lost[:3])}{more} ({reason})") from None
+    raise WeightsError(f"{path}: cannot read PyTorch weights; truncated or damaged? ({reason})"
+                       ) from None
+  if not isinstance(state, dict):
+    raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
   if key is not None and key in state:
     state = state[key]
   out = {}
@@ -102,6 +129,83 @@ def read_torch_bin(path: str | os.PathLike, key: str | None = None) -> dict[str,
     else:
       out[name] = t.numpy()
   return out
+
+
+class _Storage:
+  """Where a tensor's bytes live in a torch zip archive: entry `data/<key>`, `nbytes` long."""
+
+  def __init__(self, key: str, nbytes: int):
+    self.key, self.nbytes = key, nbytes
+
+
+_ITEMSIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2,
+             "Char": 1, "Byte": 1, "Bool": 1, "Untyped": 1}
+
+
+class _IndexUnpickler(pickle.Unpickler):
+  """Reads a torch `data.pkl` into `{name: _Storage}` without torch and without the tensors."""
+
+  def find_class(self, module, name):
+    if module == "collections" and name == "OrderedDict":
+      return collections.OrderedDict
+    if module.startswith("torch") and name.endswith("Storage"):
+      return _ITEMSIZE.get(name[:-len("Storage")], 1)
+    if module.startswith("torch") and name.startswith(("_rebuild_tensor", "_rebuild_parameter")):
+      return lambda storage, *args: storage
+    if module == "torch" and name in ("float64", "float32", "float16", "bfloat16", "int64",
+                                      "int32", "int16", "int8", "uint8", "bool"):
+      return np.dtype(ml_dtypes.bfloat16 if name == "bfloat16" else name).itemsize
+    return lambda *args, **kwargs: None
+
+  def persistent_load(self, pid):
+    _, itemsize, key, _, numel = pid
+    return _Storage(str(key), int(numel) * (itemsize if isinstance(itemsize, int) else 1))
+
+
+def _cut_off_tensors(path: Path) -> list[str]:
+  """Names of the tensors whose data a truncated `torch.save` zip file lacks (best effort).
+
+  A truncated zip has no central directory, so this walks the local entries instead: torch
+  writes `<archive>/data.pkl` first (the names and storage sizes), then `<archive>/data/<key>`
+  per storage, each stored uncompressed.
+  """
+  try:
+    blob = path.read_bytes()
+    if not blob.startswith(b"PK\x03\x04"):
+      return []
+    entries = {}  # entry name -> offset of its data
+    pos = 0
+    while True:
+      pos = blob.find(b"PK\x03\x04", pos)
+      if pos < 0 or pos + 30 > len(blob):
+        break
+      name_len, extra_len = struct.unpack("<HH", blob[pos + 26:pos + 30])
+      name = blob[pos + 30:pos + 30 + name_len]
+      # Only entry names of the archive layout count; four bytes inside tensor data may match.
+      if re.fullmatch(rb"[^/\x00]+/(data\.pkl|data/\d+)", name):
+        entries[name.decode()] = pos + 30 + name_len + extra_len
+      pos += 4
+    pkl = next((n for n in entries if n.endswith("/data.pkl")), None)
+    if pkl is None:
+      return []
+    tree = _IndexUnpickler(io.BytesIO(blob[entries[pkl]:])).load()
+    prefix = pkl[:-len("data.pkl")]
+    lost = []
+
+    def walk(node, name):
+      if isinstance(node, _Storage):
+        start = entries.get(f"{prefix}data/{node.key}")
+        if start is None or start + node.nbytes > len(blob):
+          lost.append(name)
+      elif isinstance(node, dict):
+        for k, v in node.items():
+          walk(v, f"{name}.{k}" if name else str(k))
+
+    walk(tree, "")
+    return [n[len("module."):] if n.startswith("module.") else n for n in lost]
+  except Exception:  # pylint: disable=broad-except
+    # A diagnosis only: if the file is damaged beyond this walk, the plain error stands.
+    return []
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
