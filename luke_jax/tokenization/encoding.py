@@ -196,10 +196,14 @@ def truncate_native(first: list, second: list | None, budget: int, strategy: str
   return (cut(first, keep), second) if strategy == "only_first" else (first, cut(second, keep))
 
 
-def position_ids(starts: np.ndarray, ends: np.ndarray, mention_length: int) -> np.ndarray:
-  """`[n, mention_length]` token positions of each mention, -1 padded (vectorised)."""
-  grid = starts[:, None] + np.arange(mention_length)[None, :]
-  return np.where(grid < ends[:, None], grid, -1).astype(np.int64)
+def position_ids(starts: Sequence[int], ends: Sequence[int],
+                 mention_length: int) -> list[list[int]]:
+  """`[n, mention_length]` token positions of each mention, -1 padded.
+
+  Plain lists: an example has a handful of mentions, too few for numpy to pay off.
+  """
+  return [[p if p < end else -1 for p in range(start, start + mention_length)]
+          for start, end in zip(starts, ends)]
 
 
 def pad_rows(rows: list[list], length: int, value, left: bool) -> list[list]:

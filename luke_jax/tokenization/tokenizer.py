@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -124,9 +123,9 @@ class LukeTokenizer:
       config["model_max_length"] = self.model_max_length
     if self.word_pieces.kind == "sentencepiece":
       config["tokenizer_class"] = "MLukeTokenizer"
-      src = self._source_dir / "sentencepiece.bpe.model"
-      if src.resolve() != (directory / src.name).resolve():
-        shutil.copy2(src, directory / src.name)
+      # The loaded model itself, so a tokenizer built in memory (no source directory) saves too.
+      (directory / "sentencepiece.bpe.model").write_bytes(
+          self.word_pieces.processor.serialized_model_proto())
     else:
       config["tokenizer_class"] = "LukeTokenizer"
       self.word_pieces.tokenizer.save(str(directory / "tokenizer.json"))
@@ -298,7 +297,9 @@ class LukeTokenizer:
       entity_ids = [self.entity_mask_token_id] * len(spans)
     else:
       if len(entities) != len(spans):
-        raise ValueError(f"example {example}: {len(entities)} entities for {len(spans)} spans")
+        name = "entities" if which == "entity_spans" else "entities_pair"
+        raise ValueError(f"example {example}: {name} has {len(entities)} titles but {which} "
+                         f"has {len(spans)} spans {spans}; give one title per span")
       entity_ids = [self.entity_vocab.lookup(e) for e in entities]
     pieces, boundaries = encoding.segment(text, spans)
     return Side(text, spans, entity_ids, pieces, boundaries)
@@ -363,13 +364,13 @@ class LukeTokenizer:
                                self.truncation_side)
       kept = [a, b]
     entries = [e for k in kept if k for e in k]
-    starts = np.array([s[0] + base for _, s, base in entries], np.int64)
-    ends = np.array([s[1] + base for _, s, base in entries], np.int64)
+    starts = [s[0] + base for _, s, base in entries]
+    ends = [s[1] + base for _, s, base in entries]
     row["entity_ids"] = [e for e, _, _ in entries]
-    row["entity_position_ids"] = encoding.position_ids(starts, ends, mention).tolist()
+    row["entity_position_ids"] = encoding.position_ids(starts, ends, mention)
     if self.task == "entity_span_classification":
-      row["entity_start_positions"] = starts.tolist()
-      row["entity_end_positions"] = (ends - 1).tolist()
+      row["entity_start_positions"] = starts
+      row["entity_end_positions"] = [e - 1 for e in ends]
     if token_types:
       row["entity_token_type_ids"] = [0] * len(entries)
     return row
