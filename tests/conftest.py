@@ -225,3 +225,18 @@ def luke_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mluke_dir(tmp_path_factory):
   return write_mluke_tokenizer_dir(tmp_path_factory.mktemp("mluke_tokenizer"))
+
+
+# -- the real Wikipedia sample (gensim's test dump, fetched from PyPI by data/fetch_sample.sh) --
+WIKI_SAMPLE = REPO / "data" / "samples" / "enwiki-sample.xml.bz2"
+
+
+@pytest.fixture(scope="session")
+def wiki_dump():
+  if not WIKI_SAMPLE.exists():
+    import os
+    import subprocess
+    import sys
+    subprocess.run(["bash", str(REPO / "data" / "fetch_sample.sh"), str(WIKI_SAMPLE.parent)],
+                   check=True, cwd=REPO, env={**os.environ, "PYTHON": sys.executable})
+  return WIKI_SAMPLE
