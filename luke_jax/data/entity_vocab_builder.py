@@ -121,7 +121,8 @@ def count_links(dump_path: str | os.PathLike, workers: int = 1, chunk_size: int 
     # Batches keep the parent from reading the whole dump into the task queue; two in flight
     # keep the workers busy while the parent reads the next one.
     batch_size = workers * chunk_size * 4
-    with multiprocessing.get_context().Pool(workers) as pool:
+    # spawn, not fork: callers (the trainer, tests) may have started JAX's threads already.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
       pending: collections.deque = collections.deque()
       for batch in _batches(article_pages(), batch_size):
         pending.append(([raw.title for raw in batch],

@@ -105,16 +105,24 @@ class WordPieces:
     return idx
 
 
-def _add_specials(tok: tokenizers.Tokenizer, config: dict, extra: Sequence[str],
-                  added_ids: dict[str, int], source: str, mask_lstrip: bool) -> dict[str, str]:
-  special = {role: _content(config.get(f"{role}_token"), default) for role, default in
-             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
-              ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
+def _special_names(config: dict) -> dict[str, str]:
+  """Role -> token text, from `tokenizer_config.json` / `special_tokens_map.json` values."""
+  names = {role: _content(config.get(f"{role}_token"), default) for role, default in
+           (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
+            ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
+  names["entity_1"] = _content(config.get("entity_token_1", config.get("entity_1_token")),
+                               "<ent>")
+  names["entity_2"] = _content(config.get("entity_token_2", config.get("entity_2_token")),
+                               "<ent2>")
+  return names
+
+
+def _add_specials(tok: tokenizers.Tokenizer, config: dict, added_ids: dict[str, int],
+                  source: str, mask_lstrip: bool) -> dict[str, str]:
+  special = _special_names(config)
   tokens = [_added(special[r]) for r in ("bos", "pad", "eos", "unk")]
   tokens.append(_added(special["mask"], config.get("mask_token"), lstrip=mask_lstrip))
-  entity_1 = _content(config.get("entity_token_1", config.get("entity_1_token")), extra[0])
-  entity_2 = _content(config.get("entity_token_2", config.get("entity_2_token")), extra[1])
-  special.update(entity_1=entity_1, entity_2=entity_2)
+  entity_1, entity_2 = special["entity_1"], special["entity_2"]
   listed = [_content(t, "") for t in (config.get("extra_special_tokens")
                                       or config.get("additional_special_tokens") or [])]
   for name in listed + [t for t in (entity_1, entity_2) if t not in listed]:
@@ -151,7 +159,7 @@ def bpe_from_files(vocab_file: Path, merges_file: Path, config: dict,
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(
       add_prefix_space=bool(config.get("add_prefix_space", False)))
   tok.decoder = decoders.ByteLevel()
-  special = _add_specials(tok, config, ("<ent>", "<ent2>"), added_ids, str(vocab_file),
+  special = _add_specials(tok, config, added_ids, str(vocab_file),
                           mask_lstrip=False)
   return WordPieces(tok, special)
 
@@ -299,13 +307,10 @@ def sentencepiece_from_file(model_file: Path, config: dict) -> SentencePieces:
     processor.Load(str(model_file))
   except (OSError, RuntimeError) as e:
     raise ValueError(f"{model_file}: not a SentencePiece model ({e})") from None
-  special = {role: _content(config.get(f"{role}_token"), default) for role, default in
-             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
-              ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
-  special["entity_1"] = _content(config.get("entity_token_1", config.get("entity_1_token")),
-                                 "<ent>").lstrip("\u2581")
-  special["entity_2"] = _content(config.get("entity_token_2", config.get("entity_2_token")),
-                                 "<ent2>").lstrip("\u2581")
+  special = _special_names(config)
+  # transformers 5 writes the markers as "▁<ent>"; the pieces themselves are "<ent>".
+  special["entity_1"] = special["entity_1"].lstrip("\u2581")
+  special["entity_2"] = special["entity_2"].lstrip("\u2581")
   return SentencePieces(processor, special)
 
 
@@ -315,9 +320,5 @@ def from_tokenizer_json(path: Path, config: dict) -> WordPieces:
     tok = tokenizers.Tokenizer.from_file(str(path))
   except Exception as e:  # tokenizers raises a bare Exception on parse errors
     raise ValueError(f"{path}: not a tokenizers file ({e})") from None
-  special = {role: _content(config.get(f"{role}_token"), default) for role, default in
-             (("bos", "<s>"), ("pad", "<pad>"), ("eos", "</s>"), ("unk", "<unk>"),
-              ("sep", "</s>"), ("cls", "<s>"), ("mask", "<mask>"))}
-  special.update(entity_1=_content(config.get("entity_1_token"), "<ent>"),
-                 entity_2=_content(config.get("entity_2_token"), "<ent2>"))
+  special = _special_names(config)
   return WordPieces(tok, special)
