@@ -62,6 +62,36 @@ class WordPieces:
     encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
     return [self._ids(e) for e in encode(list(texts), add_special_tokens=False)]
 
+  def encode_at_cuts(self, texts: Sequence[str], cuts: Sequence[Sequence[int]]):
+    """Encodes each text whole; `(ids, {cut: token index})`, or None where that is not exact.
+
+    Byte-level BPE never merges across pre-tokens (the pieces its regex splits the text into),
+    so when every cut falls between two pre-tokens, encoding the whole text gives exactly the
+    ids of encoding its pieces one by one, in one native call instead of several. A cut inside
+    a pre-token (a span edge inside a word) returns None and the caller encodes the pieces.
+    """
+    out = []
+    # Whole texts are long enough for the library's threads to pay off, even on two cores.
+    encodings = (self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+                 if len(texts) > 32 else
+                 [self.tokenizer.encode(t, add_special_tokens=False) for t in texts])
+    for text, text_cuts, e in zip(texts, cuts, encodings):
+      n = len(e.ids)
+      token_at = {}
+      for c in text_cuts:
+        if c >= len(text):
+          token_at[c] = n
+          continue
+        k = e.char_to_token(c)
+        # The cut must open a token, and that token must open a new pre-token ("word").
+        if k is None or e.token_to_chars(k)[0] != c or (
+            k > 0 and e.token_to_word(k) == e.token_to_word(k - 1)):
+          token_at = None
+          break
+        token_at[c] = k
+      out.append(None if token_at is None else (self._ids(e), token_at))
+    return out
+
   def encode_batch_with_offsets(self, texts: Sequence[str]):
     """Ids and character offsets, trimmed of spaces as transformers' `trim_offsets=True`."""
     if not texts:

@@ -99,6 +99,32 @@ def fill(side: Side, piece_ids: Sequence[list[int]], piece_offsets=None) -> None
                         for s, e in side.spans]
 
 
+def cuts(side: Side) -> list[int]:
+  """The character positions where `segment` cut the text (piece starts after the first)."""
+  return [start for start, _ in side.pieces[1:]]
+
+
+def cuts_between_words(side: Side) -> bool:
+  """False when a cut splits a run of letters or of digits, which no pre-tokenizer splits;
+  such texts go straight to piece-by-piece encoding instead of a wasted whole-text attempt."""
+  text = side.text
+  for c in cuts(side):
+    if 0 < c < len(text):
+      a, b = text[c - 1], text[c]
+      if (a.isalpha() and b.isalpha()) or (a.isdigit() and b.isdigit()):
+        return False
+  return True
+
+
+def fill_whole(side: Side, ids: list[int], token_at: dict[int, int]) -> None:
+  """`fill` for a text encoded whole: boundaries map through the token index at each cut."""
+  side.ids = ids
+  if side.spans is not None:
+    token_at = {0: 0, **token_at}  # the first piece starts the text
+    position = {b: token_at[side.pieces[k][0]] for b, k in side.boundary_segment.items()}
+    side.token_spans = [(position[s], position[e]) for s, e in side.spans]
+
+
 def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int) -> None:
   """`<ent>`/`<ent2>` around the spans of the classification tasks; spans cover the markers."""
   if task == "entity_classification":

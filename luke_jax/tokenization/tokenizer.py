@@ -244,8 +244,19 @@ class LukeTokenizer:
         second = self._side(text_pair[i], entity_spans_pair and entity_spans_pair[i],
                             entities_pair and entities_pair[i], i, "entity_spans_pair", None)
       sides.append((first, second))
-    # 2. One native call for every segment of the batch.
+    # 2. Native encoding: whole texts where that is exact, then one call for the pieces of
+    # the rest.
     all_sides = [s for pair in sides for s in pair if s is not None]
+    if not return_offsets_mapping and self.word_pieces.kind == "bpe":
+      candidates = [s for s in all_sides if encoding.cuts_between_words(s)]
+      whole = self.word_pieces.encode_at_cuts([s.text for s in candidates],
+                                              [encoding.cuts(s) for s in candidates])
+      done = set()
+      for side, result in zip(candidates, whole):
+        if result is not None:
+          encoding.fill_whole(side, *result)
+          done.add(id(side))
+      all_sides = [s for s in all_sides if id(s) not in done]
     texts = [s.text[a:b] for s in all_sides for a, b in s.pieces]
     if return_offsets_mapping:
       encoded = self.word_pieces.encode_batch_with_offsets(texts)
