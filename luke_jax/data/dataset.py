@@ -94,7 +94,7 @@ def generate_examples(dump: str, tokenizer_dir: str, entity_vocab: str, config: 
                       workers: int, max_num_documents: int | None, stats_file: str
                       ) -> Iterator[tuple[str, dict]]:
   """Yields `(key, example)` for tfds; writes counters to `stats_file` when done."""
-  from luke_jax.data import wikipedia  # pylint: disable=g-import-not-at-top
+  from luke_jax.data import entity_vocab_builder, wikipedia  # pylint: disable=g-import-not-at-top
   from luke_jax.data.examples import ExampleConfig  # pylint: disable=g-import-not-at-top
   redirects = wikipedia.read_redirects(dump)
   dump_stats = wikipedia.DumpStats()
@@ -124,9 +124,9 @@ def generate_examples(dump: str, tokenizer_dir: str, entity_vocab: str, config: 
         yield f"{page_id}-{i}", example
       if time.time() - last > 10:
         last = time.time()
-        rate = counts["pages"] / (last - start)
-        logging.info("%d pages (%.1f pages/s), %d examples", counts["pages"], rate,
-                     counts["examples"])
+        logging.info("%d pages (%.1f pages/s), %d examples, %s", counts["pages"],
+                     counts["pages"] / (last - start), counts["examples"],
+                     entity_vocab_builder.eta(dump_stats, last - start))
   finally:
     if pool is not None:
       pool.close()

@@ -63,6 +63,14 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
     yield batch
 
 
+def eta(stats: DumpStats, elapsed: float) -> str:
+  """Time left, from the share of the compressed dump read so far."""
+  if not stats.bytes_read or not stats.total_bytes:
+    return "ETA unknown"
+  left = elapsed * (stats.total_bytes / stats.bytes_read - 1)
+  return f"{100 * stats.bytes_read / stats.total_bytes:.1f}% of the dump, ETA {left / 60:.1f} min"
+
+
 def count_links(dump_path: str | os.PathLike, workers: int = 1, chunk_size: int = 16,
                 log_every_s: float = 30.0) -> LinkCounts:
   """Counts the links of every article of a dump, targets resolved through its redirects.
@@ -111,8 +119,8 @@ def count_links(dump_path: str | os.PathLike, workers: int = 1, chunk_size: int 
     now = time.monotonic()
     if now - last_log >= log_every_s:
       last_log = now
-      logging.info("%d pages read (%.0f pages/s), %d links", stats.pages,
-                   stats.pages / (now - started), stats.links)
+      logging.info("%d pages read (%.0f pages/s), %d links, %s", stats.pages,
+                   stats.pages / (now - started), stats.links, eta(stats, now - started))
 
   if workers == 1:
     for batch in _batches(article_pages(), 256):

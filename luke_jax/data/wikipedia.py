@@ -22,6 +22,7 @@ Bad input never crashes the stream in the middle:
 from __future__ import annotations
 
 import bz2
+import contextlib
 import dataclasses
 import gzip
 import logging
@@ -74,6 +75,9 @@ class DumpStats:
   truncated: bool = False
   last_title: str | None = None
   error_examples: list[str] = dataclasses.field(default_factory=list)
+  # Compressed bytes consumed and the file size: progress and ETA for streaming readers.
+  bytes_read: int = 0
+  total_bytes: int = 0
 
   def record_error(self, message: str) -> None:
     self.errors += 1
@@ -106,14 +110,20 @@ def resolve(title: str, redirects: dict[str, str]) -> str:
 
 
 # -- XML -------------------------------------------------------------------------------------
-def _open_dump(path: str) -> BinaryIO:
-  with open(path, "rb") as f:
-    magic = f.read(3)
-  if magic == b"BZh":
-    return bz2.open(path, "rb")  # reads every stream of a multistream dump
-  if magic[:2] == b"\x1f\x8b":
-    return gzip.open(path, "rb")
-  return open(path, "rb")
+@contextlib.contextmanager
+def _open_dump(path: str) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+  """(decompressed stream, underlying file); the file's position measures progress."""
+  with open(path, "rb") as raw:
+    magic = raw.read(3)
+    raw.seek(0)
+    if magic == b"BZh":
+      with bz2.open(raw, "rb") as f:  # reads every stream of a multistream dump
+        yield f, raw
+    elif magic[:2] == b"\x1f\x8b":
+      with gzip.open(raw, "rb") as f:
+        yield f, raw
+    else:
+      yield raw, raw
 
 
 def iter_raw_pages(dump_path: str | os.PathLike, stats: DumpStats | None = None,
@@ -135,7 +145,8 @@ def iter_raw_pages(dump_path: str | os.PathLike, stats: DumpStats | None = None,
   stats = stats if stats is not None else DumpStats()
   path = os.fspath(dump_path)
   read_here = 0
-  with _open_dump(path) as f:
+  with _open_dump(path) as (f, compressed):
+    stats.total_bytes = os.fstat(compressed.fileno()).st_size
     events = ET.iterparse(f, events=("start", "end"))
     root = None
     xmlns = ""
@@ -170,6 +181,7 @@ def iter_raw_pages(dump_path: str | os.PathLike, stats: DumpStats | None = None,
         root.clear()
       elif element.tag == f"{xmlns}page":
         stats.pages += 1
+        stats.bytes_read = compressed.tell()
         read_here += 1
         raw = _raw_page(element, xmlns, site, path, stats)
         root.clear()  # the finished page (and any earlier sibling) leaves the tree
