@@ -232,6 +232,12 @@ def position_ids(starts: Sequence[int], ends: Sequence[int],
           for start, end in zip(starts, ends)]
 
 
+def position_grid(starts: np.ndarray, ends: np.ndarray, mention_length: int) -> np.ndarray:
+  """`position_ids` for many mentions at once: `[n, mention_length]`, -1 padded."""
+  grid = starts[:, None] + np.arange(mention_length)[None, :]
+  return np.where(grid < ends[:, None], grid, -1)
+
+
 def pad_rows(rows: list[list], length: int, value, left: bool) -> list[list]:
   return [([value] * (length - len(r)) + list(r)) if left else (list(r) + [value] * (
       length - len(r))) for r in rows]

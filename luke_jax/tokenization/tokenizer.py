@@ -282,7 +282,7 @@ class LukeTokenizer:
         sample_map.append(i)
     out = self._pad(rows, batched or return_overflowing_tokens, padding, max_length,
                     max_entity_length, pad_to_multiple_of, padding_side, with_entities, mention,
-                    return_attention_mask)
+                    return_attention_mask, as_numpy=return_tensors == "np")
     if return_overflowing_tokens:
       out["overflow_to_sample_mapping"] = sample_map
     if return_length:
@@ -290,6 +290,40 @@ class LukeTokenizer:
     if not (batched or return_overflowing_tokens):
       out = {k: v[0] for k, v in out.items()}
     return _as_tensors(out, return_tensors, batched or return_overflowing_tokens)
+
+  def _pad_numpy(self, out: dict, target: int, entity_target: int, mention: int,
+                 left: bool) -> dict:
+    """Padding straight into arrays; mention positions for the whole batch in one step."""
+    fill = {"input_ids": self.pad_token_id, "entity_ids": self.entity_pad_token_id,
+            "offset_mapping": 0}
+    arrays = {}
+    for key, rows in out.items():
+      if key == "entity_position_ids":
+        continue
+      length = entity_target if key.startswith("entity") else target
+      shape = (len(rows), length) + ((2,) if key == "offset_mapping" else ())
+      array = np.full(shape, fill.get(key, 0), np.int64)
+      for i, row in enumerate(rows):
+        if not len(row):
+          continue
+        if left:
+          array[i, length - len(row):] = row
+        else:
+          array[i, :len(row)] = row
+      arrays[key] = array
+    if "entity_position_ids" in out:
+      mentions = out["entity_position_ids"]
+      counts = np.array([len(m.starts) for m in mentions])
+      rows = np.repeat(np.arange(len(mentions)), counts)
+      slots = np.concatenate([np.arange(c) for c in counts]) if counts.sum() else counts
+      if left:
+        slots = slots + np.repeat(entity_target - counts, counts)
+      starts = np.array([s for m in mentions for s in m.starts], np.int64)
+      ends = np.array([e for m in mentions for e in m.ends], np.int64)
+      grid = np.full((len(mentions), entity_target, mention), -1, np.int64)
+      grid[rows, slots] = encoding.position_grid(starts, ends, mention)
+      arrays["entity_position_ids"] = grid
+    return arrays
 
   def _side(self, text, spans, entities, example, which, task) -> Side:
     if not isinstance(text, str):
@@ -378,7 +412,8 @@ class LukeTokenizer:
     starts = [s[0] + base for _, s, base in entries]
     ends = [s[1] + base for _, s, base in entries]
     row["entity_ids"] = [e for e, _, _ in entries]
-    row["entity_position_ids"] = encoding.position_ids(starts, ends, mention)
+    # Mention positions are built for the whole batch at once when padding (see `_pad`).
+    row["entity_position_ids"] = _Mentions(starts, ends)
     if self.task == "entity_span_classification":
       row["entity_start_positions"] = starts
       row["entity_end_positions"] = [e - 1 for e in ends]
@@ -416,10 +451,15 @@ class LukeTokenizer:
       start = end - stride
 
   def _pad(self, rows, batched, padding, max_length, max_entity_length, multiple, side,
-           with_entities, mention, return_attention_mask) -> dict[str, list]:
+           with_entities, mention, return_attention_mask, as_numpy=False) -> dict[str, list]:
     strategy = _padding_strategy(padding)
     left = (side or self.padding_side) == "left"
     out: dict[str, list] = {k: [r[k] for r in rows] for k in rows[0]}
+    mentions = out.pop("entity_position_ids", None)
+    if mentions is not None:
+      out["entity_position_ids"] = [encoding.position_ids(m.starts, m.ends, mention)
+                                    for m in mentions] if not as_numpy or strategy == (
+                                        "do_not_pad") else mentions
     lengths = [len(r["input_ids"]) for r in rows]
     entity_lengths = [len(r["entity_ids"]) for r in rows] if with_entities else []
     if return_attention_mask:
@@ -445,6 +485,8 @@ class LukeTokenizer:
     target = round_target = encoding.round_up(target, multiple)
     entity_target = encoding.round_up(entity_target, multiple)
     del round_target
+    if as_numpy:
+      return self._pad_numpy(out, target, entity_target, mention, left)
     if all(n == target for n in lengths) and all(n == entity_target for n in entity_lengths):
       return out
     fill = {"input_ids": self.pad_token_id, "attention_mask": 0, "token_type_ids": 0,
@@ -456,6 +498,14 @@ class LukeTokenizer:
       length = entity_target if key.startswith("entity") else target
       out[key] = encoding.pad_rows(value, length, fill[key], left)
     return out
+
+
+class _Mentions:
+  """Token `[start, end)` of each kept mention of one row, expanded to positions later."""
+  __slots__ = ("starts", "ends")
+
+  def __init__(self, starts: list[int], ends: list[int]):
+    self.starts, self.ends = starts, ends
 
 
 def _read_json(path: Path) -> dict:
