@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-luke-jax
 
-.PHONY: install samples demo test bench clean
+.PHONY: install samples demo convert-demo test bench clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,13 @@ $(WIKI_SAMPLE): data/fetch_sample.sh | $(STAMP)
 
 samples: $(GPT2_BPE) $(WIKI_SAMPLE)
 
-demo: $(STAMP)
-	$(PY) -m luke_jax.demo --out demo_out
+# Pretrains the tiny config on the real Wikipedia sample, end to end, on CPU (a few minutes).
+demo: $(STAMP) samples
+	$(PY) -m luke_jax.pretrain_demo --out demo_out
+
+# Converts a random transformers LUKE and prints Flax vs PyTorch outputs side by side.
+convert-demo: $(STAMP)
+	$(PY) -m luke_jax.demo --out demo_out/convert
 
 test: $(STAMP) samples
 	$(PY) -m pytest -q

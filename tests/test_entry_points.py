@@ -10,12 +10,22 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["run_pretrain.py", "run_finetune.py"])
+@pytest.mark.parametrize("script", ["run_finetune.py"])
 def test_placeholder_scripts_fail_loudly(script):
   proc = subprocess.run([sys.executable, script, "--config", "configs/tiny.py", "--workdir",
                          "/tmp/unused"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert "not implemented yet" in proc.stderr
+
+
+def test_run_pretrain_rejects_a_missing_dataset(tmp_path):
+  proc = subprocess.run([sys.executable, "run_pretrain.py", "--config", "configs/pretrain_tiny.py",
+                         f"--config.data.dataset_dir={tmp_path / 'nowhere'}", "--workdir",
+                         str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode != 0
+  assert "nowhere" in proc.stderr
+  assert not (tmp_path / "work" / "checkpoints").exists()
 
 
 def test_configs_build():

@@ -1,0 +1,147 @@
+"""Orbax checkpoints of the train state and the data position; preemption handling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from luke_jax.training.state import TrainState
+
+CONFIG_HASH_FILE = "config_hash.json"
+# Fields that may change between a run and its resumption without changing what is trained.
+_UNHASHED = {("train", "steps"), ("train", "log_every"), ("train", "ckpt_every"),
+             ("train", "keep_ckpts"), ("train", "export"), ("data", "num_workers"),
+             ("mesh",), ("sharding",)}
+
+
+class PreemptionFlag:
+  """Set by SIGTERM; the loop checks it at step boundaries, saves and exits cleanly.
+
+  A handler can only set a flag safely: saving from inside a signal handler would run in the
+  middle of an arbitrary step.
+  """
+
+  def __init__(self):
+    self._event = threading.Event()
+    self._previous = None
+
+  def install(self) -> "PreemptionFlag":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def uninstall(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    self._event.set()
+
+  def set(self) -> None:
+    self._event.set()
+
+  def is_set(self) -> bool:
+    return self._event.is_set()
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """SHA-256 of the fields that define the run (see `_UNHASHED` for those left out)."""
+  d = json.loads(config.to_json_best_effort(sort_keys=True))
+  for path in _UNHASHED:
+    node = d
+    for key in path[:-1]:
+      node = node.get(key, {})
+    node.pop(path[-1], None)
+  return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir holding checkpoints of another run; records this run's hash otherwise.
+
+  Raises:
+    ValueError: if `workdir` has checkpoints and a different (or no) recorded config hash.
+  """
+  digest = config_hash(config)
+  record = workdir / CONFIG_HASH_FILE
+  ckpt_dir = workdir / "checkpoints"
+  has_ckpts = ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+  if record.exists():
+    stored = json.loads(record.read_text()).get("config_hash")
+    if stored != digest and has_ckpts:
+      raise ValueError(f"{workdir} holds checkpoints of another run (config hash {stored[:12]} "
+                       f"!= {digest[:12]}); use a new --workdir or delete it. Only train.steps, "
+                       "log_every, ckpt_every, keep_ckpts, data.num_workers, mesh and sharding "
+                       "may change on resume")
+  elif has_ckpts:
+    raise ValueError(f"{workdir}/checkpoints exists without {CONFIG_HASH_FILE}; not resuming "
+                     "from checkpoints of unknown origin")
+  if jax.process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / f".{CONFIG_HASH_FILE}.tmp"
+    tmp.write_text(json.dumps({"config_hash": digest}) + "\n")
+    os.replace(tmp, record)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def make_manager(workdir: Path, ckpt_every: int, keep_ckpts: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      (workdir / "checkpoints").absolute(), item_names=("state", "data"),
+      options=ocp.CheckpointManagerOptions(save_interval_steps=ckpt_every,
+                                           max_to_keep=keep_ckpts,
+                                           enable_async_checkpointing=True,
+                                           create=True))
+
+
+def _state_dict(state: TrainState) -> dict[str, Any]:
+  # A plain dict keeps the on-disk tree independent of the Python class names.
+  return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+          "rng": state.rng}
+
+
+def save(mngr: ocp.CheckpointManager, state: TrainState, data_state: dict, *,
+         force: bool = False) -> bool:
+  """Saves (asynchronously) if the interval says so or `force`; returns whether it saved."""
+  step = int(jax.device_get(state.step))
+  if force and step in mngr.all_steps():
+    return False
+  return mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_state_dict(state)),
+                                                 data=ocp.args.JsonSave(data_state)),
+                   force=force)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract: TrainState
+                   ) -> tuple[TrainState, dict] | None:
+  """Restores the newest readable checkpoint into `abstract`'s shardings, or None if none.
+
+  An unreadable newest checkpoint (e.g. a host died mid-write) is skipped with a warning and
+  the previous one is tried, so a crash during saving costs one interval, not the run.
+  """
+  target = _state_dict(abstract)
+  errors = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types for damaged files
+      logging.warning("checkpoint %d is unreadable (%s); trying the previous one", step, e)
+      errors.append((step, e))
+      continue
+    s = restored["state"]
+    state = TrainState(step=s["step"], params=s["params"], opt_state=s["opt_state"], rng=s["rng"])
+    return state, dict(restored["data"])
+  if errors:
+    raise ValueError(f"no readable checkpoint in {mngr.directory}: "
+                     + "; ".join(f"step {s}: {e}" for s, e in errors))
+  return None

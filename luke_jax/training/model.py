@@ -1,0 +1,184 @@
+"""`LukePretrainingModel`: `LukeForMaskedLM`'s parameters, heads applied at masked slots only.
+
+The reference pretraining model (luke.md C.6, `luke/pretraining/model.py`) scores only the
+masked positions (`masked_select`); `transformers.LukeForMaskedLM` scores all of them, which
+costs about 17% more step FLOPs and `[batch, entities, entity_vocab]` float32 logits
+(performance.md section 0). Here the masked positions come pre-gathered into static buffers
+(`luke_jax.data.masking`), the head transforms run on those `[batch, max_masked]` states only, and
+the entity softmax is chunked over the vocabulary (`losses.chunked_softmax_cross_entropy`).
+
+The parameter tree is exactly `heads.LukeForMaskedLM`'s (same module names, shapes, dtypes and
+logical axes), so a `LukeForMaskedLM` checkpoint (e.g. one converted from RoBERTa) loads into
+it and its parameters export with the existing converter.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from luke_jax.models import layers
+from luke_jax.models.config import LukeConfig
+from luke_jax.models.luke import LukeModel, _dense, _layer_norm
+from luke_jax.training import losses
+
+Array = jax.Array
+
+# Batch keys (luke_jax.data.masking) handed to the encoder unchanged.
+_ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "entity_ids",
+                 "entity_attention_mask", "entity_token_type_ids", "entity_position_ids")
+
+METRIC_KEYS = ("mlm_loss_sum", "mlm_correct", "mlm_weight", "mep_loss_sum", "mep_correct",
+               "mep_weight")
+
+
+class _Param(nn.Module):
+  """Owns one parameter (`name/kernel`) without applying it, for a decoder read as a table."""
+
+  shape: tuple[int, ...]
+  axes: tuple[str | None, ...]
+  std: float
+  param_dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self) -> Array:
+    return self.param("kernel", nn.with_logical_partitioning(layers.normal_init(self.std),
+                                                             self.axes),
+                      self.shape, self.param_dtype)
+
+
+class MaskedLMHeadTransform(nn.Module):
+  """`heads.LukeLMHead` without its decoder matmul: returns (features, table [V, H], bias [V])."""
+
+  config: LukeConfig
+
+  @nn.compact
+  def __call__(self, hidden: Array, word_embeddings: Array) -> tuple[Array, Array, Array]:
+    cfg = self.config
+    x = layers.gelu(_dense(cfg, cfg.hidden_size, ("embed", "mlp"), "dense")(hidden))
+    x = _layer_norm(cfg, "layer_norm")(x)
+    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
+                      (cfg.vocab_size,), cfg.weight_dtype)
+    if cfg.tie_word_decoder:
+      table = word_embeddings
+    else:
+      # Same parameter as `LukeLMHead`'s `decoder` DenseGeneral: kernel [H, V].
+      kernel = _Param((cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
+                      cfg.initializer_range, cfg.weight_dtype, name="decoder")()
+      table = kernel.T
+    return x, table, bias
+
+
+class EntityPredictionHeadTransform(nn.Module):
+  """`heads.EntityPredictionHead` without its decoder matmul: returns (features, bias [Ve])."""
+
+  config: LukeConfig
+
+  @nn.compact
+  def __call__(self, hidden: Array) -> tuple[Array, Array]:
+    cfg = self.config
+    x = _dense(cfg, cfg.entity_emb_size, ("embed", "entity_embed"), "transform_dense")(hidden)
+    x = _layer_norm(cfg, "transform_LayerNorm", "entity_embed")(layers.gelu(x))
+    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                           ("entity_vocab",)),
+                      (cfg.entity_vocab_size,), cfg.weight_dtype)
+    return x, bias
+
+
+def _gather(states: Array, positions: Array) -> Array:
+  """`states[b, positions[b, m]]` -> `[B * M, H]` (static shape; padded slots gather index 0)."""
+  picked = jnp.take_along_axis(states, positions.astype(jnp.int32)[..., None], axis=1)
+  return picked.reshape((-1, states.shape[-1]))
+
+
+class LukePretrainingModel(nn.Module):
+  """Masked language modelling + masked entity prediction losses, as summed metrics.
+
+  Attributes:
+    config: the model configuration. The reference pretrains with vanilla attention
+      (luke.md C.8), i.e. `use_entity_aware_attention=False`; that is the caller's choice.
+  """
+
+  config: LukeConfig
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, Array], *, deterministic: bool = True,
+               entity_chunk_size: int = 8192, word_chunk_size: int = 8192) -> dict[str, Array]:
+    """Runs the encoder on `batch` and scores the gathered masked positions.
+
+    Args:
+      batch: the `luke_jax.data.masking` batch: `input_ids`, `attention_mask` `[B, T]`;
+        `entity_ids`, `entity_attention_mask` `[B, E]`, `entity_position_ids` `[B, E, M]`
+        (entity keys may be absent for word-only batches); `mlm_positions`, `mlm_labels`,
+        `mlm_weights` `[B, max_masked_words]` (positions index `input_ids`, `<s>` included);
+        `mep_positions`, `mep_labels`, `mep_weights` `[B, max_masked_entities]`. Other keys
+        (`page_id`, ...) are ignored.
+      deterministic: False applies dropout (needs a `dropout` rng).
+      entity_chunk_size: entity vocabulary rows per softmax chunk.
+      word_chunk_size: word vocabulary rows per softmax chunk.
+
+    Returns:
+      float32 scalars `mlm_loss_sum`, `mlm_correct`, `mlm_weight`, `mep_loss_sum`,
+      `mep_correct`, `mep_weight`: weighted sums over the masked slots of the batch. The
+      reference losses are `mlm_loss_sum / mlm_weight` and `mep_loss_sum / mep_weight`.
+    """
+    cfg = self.config
+    encoder_inputs = {k: batch.get(k) for k in _ENCODER_KEYS}
+    has_entities = encoder_inputs["entity_ids"] is not None
+    # The pooler stays in the tree (LukeForMaskedLM has it); its output is unused, so XLA drops it.
+    outputs = LukeModel(cfg, add_pooling_layer=True, name="luke")(
+        **encoder_inputs, deterministic=deterministic)
+
+    word_table = self._table("embeddings", "word_embeddings")
+    features, table, bias = MaskedLMHeadTransform(cfg, name="lm_head")(
+        _gather(outputs.last_hidden_state, batch["mlm_positions"]), word_table)
+    mlm = losses.chunked_softmax_cross_entropy(
+        features, table, bias, batch["mlm_labels"].reshape(-1),
+        batch["mlm_weights"].reshape(-1), word_chunk_size)
+
+    entity_head = EntityPredictionHeadTransform(cfg, name="entity_predictions")
+    if has_entities and "mep_positions" in batch:
+      entity_table = self._table("entity_embeddings", "entity_embeddings")
+      features, bias = entity_head(
+          _gather(outputs.entity_last_hidden_state, batch["mep_positions"]))
+      mep = losses.chunked_softmax_cross_entropy(
+          features, entity_table, bias, batch["mep_labels"].reshape(-1),
+          batch["mep_weights"].reshape(-1), entity_chunk_size)
+    else:
+      if self.is_initializing():
+        # Create the entity head's parameters even when initialising from a word-only batch.
+        entity_head(jnp.zeros((1, cfg.hidden_size), cfg.compute_dtype))
+      mep = (jnp.zeros((), jnp.float32),) * 3
+
+    values = tuple(mlm) + tuple(mep)
+    return {k: jnp.asarray(v, jnp.float32) for k, v in zip(METRIC_KEYS, values)}
+
+  def _table(self, block: str, name: str) -> Array:
+    # Tied decoders read the encoder's tables, as `heads.LukeForMaskedLM` does.
+    return nn.unbox(self.variables["params"]["luke"][block][name]["embedding"])
+
+
+def dummy_batch(config: LukeConfig, batch: int = 1, num_words: int = 4, num_entities: int = 2,
+                mention_length: int = 2, max_masked_words: int = 2,
+                max_masked_entities: int = 1) -> dict[str, Array]:
+  """Smallest batch in the `luke_jax.data.masking` format, for `init` and `eval_shape`."""
+  del config
+  zeros = lambda *shape: jnp.zeros(shape, jnp.int32)
+  ones = lambda *shape: jnp.ones(shape, jnp.int32)
+  return dict(
+      input_ids=zeros(batch, num_words), attention_mask=ones(batch, num_words),
+      entity_ids=zeros(batch, num_entities), entity_attention_mask=ones(batch, num_entities),
+      entity_position_ids=zeros(batch, num_entities, mention_length),
+      mlm_positions=zeros(batch, max_masked_words), mlm_labels=zeros(batch, max_masked_words),
+      mlm_weights=ones(batch, max_masked_words),
+      mep_positions=zeros(batch, max_masked_entities),
+      mep_labels=zeros(batch, max_masked_entities), mep_weights=ones(batch, max_masked_entities))
+
+
+def init_params(config: LukeConfig, rng: Array, boxed: bool = False):
+  """Random parameters (the same tree as `registry.init_params("LukeForMaskedLM", ...)`)."""
+  params = LukePretrainingModel(config).init(rng, dummy_batch(config))["params"]
+  return params if boxed else nn.unbox(params)

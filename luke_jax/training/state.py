@@ -1,0 +1,142 @@
+"""`TrainState` and its sharded initialisation (lm1b `setup_initial_state`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from absl import logging
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from luke_jax import sharding
+from luke_jax.models import registry
+from luke_jax.models.config import LukeConfig
+
+# The pretraining model shares LukeForMaskedLM's parameter tree, so exports need no renaming.
+ARCHITECTURE = "LukeForMaskedLM"
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes; a pytree, so it is jitted, donated and checkpointed.
+
+  Attributes:
+    step: int32 [] number of optimizer updates applied.
+    params: the unboxed parameter tree (LukeForMaskedLM layout).
+    opt_state: the optax state for `params`.
+    rng: uint32 [2] base key; each step folds in its step number.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def _boxed_params(config: LukeConfig, rng: jax.Array):
+  return registry.init_params(ARCHITECTURE, config, rng, boxed=True)
+
+
+def abstract_state(config: LukeConfig, tx: optax.GradientTransformation):
+  """Shapes of the state (`jax.eval_shape`), with params still `nn.LogicallyPartitioned`."""
+
+  def init(rng):
+    boxed = _boxed_params(config, rng)
+    params = nn.unbox(boxed)
+    return boxed, tx.init(params)
+
+  return jax.eval_shape(init, jax.random.PRNGKey(0))
+
+
+def state_shardings(boxed_params, abstract_opt_state, mesh: Mesh, rules) -> TrainState:
+  """NamedShardings for every leaf: params by the logical rules, optimizer moments like params.
+
+  Optax moments mirror the parameter tree, so each opt-state leaf whose shape equals the
+  parameter at the same path suffix takes that parameter's sharding; scalars (counts) and
+  anything else are replicated.
+  """
+  params = nn.unbox(boxed_params)
+  param_sh = jax.tree.map(_fit_to_shape, sharding.param_shardings(boxed_params, mesh, rules),
+                          params)
+  by_path = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    by_path[tuple(_key(k) for k in path)] = (leaf.shape, None)
+  for path, sh in jax.tree_util.tree_leaves_with_path(param_sh):
+    key = tuple(_key(k) for k in path)
+    by_path[key] = (by_path[key][0], sh)
+  replicated = NamedSharding(mesh, PartitionSpec())
+
+  def opt_sharding(path, leaf):
+    keys = tuple(_key(k) for k in path)
+    for start in range(len(keys)):
+      hit = by_path.get(keys[start:])
+      if hit is not None and hit[0] == leaf.shape:
+        return hit[1]
+    return replicated
+
+  opt_sh = jax.tree_util.tree_map_with_path(opt_sharding, abstract_opt_state)
+  return TrainState(step=replicated, params=param_sh, opt_state=opt_sh, rng=replicated)
+
+
+def _fit_to_shape(named: NamedSharding, leaf) -> NamedSharding:
+  """Replicates the dimensions a rule would split unevenly (e.g. vocab 50267 over 2 devices).
+
+  JAX requires even splits; replicating one awkward table costs memory but keeps every
+  vocabulary size trainable on every mesh.
+  """
+  spec = list(named.spec) + [None] * (len(leaf.shape) - len(named.spec))
+  changed = False
+  for dim, axes in enumerate(spec):
+    if axes is None:
+      continue
+    names = axes if isinstance(axes, tuple) else (axes,)
+    parts = math.prod(named.mesh.shape[a] for a in names)
+    if leaf.shape[dim] % parts:
+      logging.warning("dimension %d of a %s parameter does not split over %s; replicating it",
+                      dim, leaf.shape, names)
+      spec[dim] = None
+      changed = True
+  return NamedSharding(named.mesh, PartitionSpec(*spec)) if changed else named
+
+
+def _key(k) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def abstract_with_shardings(abstract, shardings):
+  """`jax.ShapeDtypeStruct`s carrying shardings, for Orbax restores."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
+
+
+def make_init_fn(config: LukeConfig, tx: optax.GradientTransformation,
+                 shardings: TrainState, init_params=None) -> Callable[[jax.Array], TrainState]:
+  """A jitted `seed_key -> TrainState` that materialises every leaf directly in its sharding.
+
+  Args:
+    config: the model configuration.
+    tx: the optimizer.
+    shardings: from `state_shardings`.
+    init_params: optional parameters to start from (e.g. a converted RoBERTa or a stage-1
+      result); they are placed into the param shardings and get a fresh optimizer state.
+  """
+
+  def init(key: jax.Array, given) -> TrainState:
+    param_key, rng = jax.random.split(key)
+    params = given if given is not None else nn.unbox(_boxed_params(config, param_key))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=rng)
+
+  jitted = jax.jit(init, in_shardings=(None, shardings.params if init_params is not None
+                                       else None),
+                   out_shardings=shardings)
+  return lambda key: jitted(key, init_params)
