@@ -22,9 +22,14 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-_OUT = flags.DEFINE_string("out", "demo_out", "Directory for everything the demo writes.")
-_STEPS = flags.DEFINE_integer("steps", 600, "Training steps.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+
+
+def _define_flags() -> None:
+  # Defined only when run as a script: the tests import this module next to `luke_jax.demo`,
+  # which has an `--out` flag of its own.
+  flags.DEFINE_string("out", "demo_out", "Directory for everything the demo writes.")
+  flags.DEFINE_integer("steps", 600, "Training steps.")
+  flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "enwiki-sample.xml.bz2"
@@ -84,18 +89,18 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_threefry_partitionable", True)
   from luke_jax.training import loop  # pylint: disable=g-import-not-at-top
-  out = Path(_OUT.value).absolute()
+  out = Path(flags.FLAGS.out).absolute()
   start = time.time()
 
   print("== 1/3 data: tokenizer, entity vocabulary, dataset", flush=True)
   dataset_dir = build_dataset(out)
   data_seconds = time.time() - start
 
-  print(f"== 2/3 pretraining configs/pretrain_tiny.py for {_STEPS.value} steps", flush=True)
+  print(f"== 2/3 pretraining configs/pretrain_tiny.py for {flags.FLAGS.steps} steps", flush=True)
   config = tiny_config()
   config.data.dataset_dir = str(dataset_dir)
-  config.train.steps = _STEPS.value
-  config.train.global_batch_size = _BATCH.value
+  config.train.steps = flags.FLAGS.steps
+  config.train.global_batch_size = flags.FLAGS.batch_size
   workdir = out / "workdir"
   shutil.rmtree(workdir, ignore_errors=True)  # the demo always trains from scratch
   train_start = time.time()
@@ -126,4 +131,5 @@ time         data {data_seconds:.0f}s, training+export {train_seconds:.0f}s, tot
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
