@@ -127,3 +127,18 @@ def test_workdir_of_another_run_is_refused(dataset_dir, tmp_path):
     loop.train_and_evaluate(make_config(dataset_dir, steps=1, seed=7), tmp_path)
   # Only the length of the run may change: this resumes.
   assert loop.train_and_evaluate(make_config(dataset_dir, steps=2), tmp_path).step == 2
+
+
+def test_gradient_accumulation_matches_one_big_batch(dataset_dir, tmp_path):
+  """Sums and weights, not means, flow through the micro-batches: 2 x 2 equals 1 x 4."""
+  config = make_config(dataset_dir, steps=2)
+  config.model.hidden_dropout_prob = config.model.attention_probs_dropout_prob = 0.0
+  whole = loop.train_and_evaluate(config, tmp_path / "whole")
+  config = make_config(dataset_dir, steps=2, grad_accum_steps=2)
+  config.model.hidden_dropout_prob = config.model.attention_probs_dropout_prob = 0.0
+  accumulated = loop.train_and_evaluate(config, tmp_path / "accumulated")
+  np.testing.assert_allclose([l for _, l in whole.losses], [l for _, l in accumulated.losses],
+                             atol=1e-5, rtol=0)
+  a, b = flat(whole.params), flat(accumulated.params)
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=0, err_msg=k)
