@@ -142,3 +142,19 @@ def test_gradient_accumulation_matches_one_big_batch(dataset_dir, tmp_path):
   a, b = flat(whole.params), flat(accumulated.params)
   for k in a:
     np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=0, err_msg=k)
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous(dataset_dir, tmp_path):
+  import shutil
+  straight = loop.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
+  work = tmp_path / "damaged"
+  loop.train_and_evaluate(make_config(dataset_dir, steps=3, keep_ckpts=5), work)
+  newest = work / "checkpoints" / "3"
+  assert newest.is_dir()
+  for child in (newest / "state").iterdir():  # as if the host died while writing step 3
+    shutil.rmtree(child) if child.is_dir() else child.unlink()
+  resumed = loop.train_and_evaluate(make_config(dataset_dir, steps=4, keep_ckpts=5), work)
+  assert [s for s, _ in resumed.losses] == [3, 4]  # steps 3 and 4 were trained again
+  a, b = flat(straight.params), flat(resumed.params)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
