@@ -85,39 +85,62 @@ def _head_call(head_fn):
 
 
 class LukeLMHead(nn.Module):
-  """RoBERTa LM head; the decoder is the word embedding table (tied), bias separate."""
+  """RoBERTa LM head; the decoder is the word embedding table (tied), bias separate.
+
+  With `decode=False` it returns `(features, table [V, H], bias [V])` instead of logits, so
+  pretraining can score only masked positions in vocabulary chunks with the same parameters.
+  """
   config: LukeConfig
+  decode: bool = True
 
   @nn.compact
-  def __call__(self, hidden: Array, word_embeddings: Array) -> Array:
+  def __call__(self, hidden: Array, word_embeddings: Array):
     cfg = self.config
     x = layers.gelu(_dense(cfg, cfg.hidden_size, ("embed", "mlp"), "dense")(hidden))
     x = _layer_norm(cfg, "layer_norm")(x)
     bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                       (cfg.vocab_size,), cfg.weight_dtype)
     if cfg.tie_word_decoder:
-      logits = jnp.einsum("...d,vd->...v", x, jnp.asarray(word_embeddings, cfg.compute_dtype),
-                          precision=jax.lax.Precision.HIGHEST)
-    else:
-      logits = _dense(cfg, cfg.vocab_size, ("embed", "vocab"), "decoder", use_bias=False)(x)
-    return logits + jnp.asarray(bias, cfg.compute_dtype)
+      table = word_embeddings
+    else:  # an untied decoder keeps the Linear layout of its PyTorch origin: kernel [H, V]
+      table = layers.Kernel((cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
+                            cfg.initializer_range, cfg.weight_dtype, name="decoder")().T
+    if not self.decode:
+      return x, table, bias
+    return _decode(x, table, bias, cfg.compute_dtype)
 
 
 class EntityPredictionHead(nn.Module):
-  """Masked entity prediction; the decoder is the entity embedding table (tied), bias separate."""
+  """Masked entity prediction; the decoder is the entity embedding table (tied), bias separate.
+
+  With `decode=False` it returns `(features, bias [Ve])` instead of logits.
+  """
   config: LukeConfig
+  decode: bool = True
 
   @nn.compact
-  def __call__(self, hidden: Array, entity_embeddings: Array) -> Array:
+  def __call__(self, hidden: Array, entity_embeddings: Array | None = None):
     cfg = self.config
     x = _dense(cfg, cfg.entity_emb_size, ("embed", "entity_embed"), "transform_dense")(hidden)
     x = _layer_norm(cfg, "transform_LayerNorm", "entity_embed")(layers.gelu(x))
     bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
                                                            ("entity_vocab",)),
                       (cfg.entity_vocab_size,), cfg.weight_dtype)
-    logits = jnp.einsum("...d,vd->...v", x, jnp.asarray(entity_embeddings, cfg.compute_dtype),
-                        precision=jax.lax.Precision.HIGHEST)
-    return logits + jnp.asarray(bias, cfg.compute_dtype)
+    if not self.decode:
+      return x, bias
+    return _decode(x, entity_embeddings, bias, cfg.compute_dtype)
+
+
+def _decode(features: Array, table: Array, bias: Array, dtype) -> Array:
+  """Logits against every row of `table` [V, D], plus the bias."""
+  logits = jnp.einsum("...d,vd->...v", features, jnp.asarray(table, dtype),
+                      precision=jax.lax.Precision.HIGHEST)
+  return logits + jnp.asarray(bias, dtype)
+
+
+def embedding_table(module: nn.Module, block: str, name: str) -> Array:
+  """The encoder's embedding table `luke/<block>/<name>`, read by a tied decoder."""
+  return nn.unbox(module.variables["params"]["luke"][block][name]["embedding"])
 
 
 class LukeForMaskedLM(_Head):
@@ -126,13 +149,13 @@ class LukeForMaskedLM(_Head):
   @_head_call
   def __call__(self, outputs, deterministic, labels=None, entity_labels=None):
     cfg = self.config
-    word_table = self._table("embeddings", "word_embeddings")
+    word_table = embedding_table(self, "embeddings", "word_embeddings")
     logits = LukeLMHead(cfg, name="lm_head")(outputs.last_hidden_state, word_table)
     entity_logits = mlm_loss = mep_loss = loss = None
     if labels is not None:
       mlm_loss = loss = losses.cross_entropy(logits, labels)
     if outputs.entity_last_hidden_state is not None:
-      entity_table = self._table("entity_embeddings", "entity_embeddings")
+      entity_table = embedding_table(self, "entity_embeddings", "entity_embeddings")
       entity_logits = EntityPredictionHead(cfg, name="entity_predictions")(
           outputs.entity_last_hidden_state, entity_table)
       if entity_labels is not None:
@@ -141,9 +164,6 @@ class LukeForMaskedLM(_Head):
     return self.passthrough(outputs, loss=loss, mlm_loss=mlm_loss, mep_loss=mep_loss,
                             logits=logits, entity_logits=entity_logits)
 
-  def _table(self, block: str, name: str) -> Array:
-    # The decoders are tied: they read the encoder's tables rather than owning copies.
-    return nn.unbox(self.variables["params"]["luke"][block][name]["embedding"])
 
 
 class LukeForEntityClassification(_Head):

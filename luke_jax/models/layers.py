@@ -57,6 +57,20 @@ class DenseGeneral(nn.Module):
     return y
 
 
+class Kernel(nn.Module):
+  """Owns one matrix (`<name>/kernel`) and returns it unapplied, e.g. a decoder read as a table."""
+
+  shape: tuple[int, ...]
+  axes: tuple[str | None, ...]
+  std: float = 0.02
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self) -> Array:
+    return self.param("kernel", nn.with_logical_partitioning(normal_init(self.std), self.axes),
+                      self.shape, self.param_dtype)
+
+
 class Embed(nn.Module):
   """Embedding table `[num, dim]` with logical axes; `attend` gives tied-decoder logits."""
 

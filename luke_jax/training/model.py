@@ -20,9 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from luke_jax.models import layers
+from luke_jax.models import heads
 from luke_jax.models.config import LukeConfig
-from luke_jax.models.luke import LukeModel, _dense, _layer_norm
+from luke_jax.models.luke import LukeModel
 from luke_jax.training import losses
 
 Array = jax.Array
@@ -33,59 +33,6 @@ _ENCODER_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids"
 
 METRIC_KEYS = ("mlm_loss_sum", "mlm_correct", "mlm_weight", "mep_loss_sum", "mep_correct",
                "mep_weight")
-
-
-class _Param(nn.Module):
-  """Owns one parameter (`name/kernel`) without applying it, for a decoder read as a table."""
-
-  shape: tuple[int, ...]
-  axes: tuple[str | None, ...]
-  std: float
-  param_dtype: jnp.dtype
-
-  @nn.compact
-  def __call__(self) -> Array:
-    return self.param("kernel", nn.with_logical_partitioning(layers.normal_init(self.std),
-                                                             self.axes),
-                      self.shape, self.param_dtype)
-
-
-class MaskedLMHeadTransform(nn.Module):
-  """`heads.LukeLMHead` without its decoder matmul: returns (features, table [V, H], bias [V])."""
-
-  config: LukeConfig
-
-  @nn.compact
-  def __call__(self, hidden: Array, word_embeddings: Array) -> tuple[Array, Array, Array]:
-    cfg = self.config
-    x = layers.gelu(_dense(cfg, cfg.hidden_size, ("embed", "mlp"), "dense")(hidden))
-    x = _layer_norm(cfg, "layer_norm")(x)
-    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
-                      (cfg.vocab_size,), cfg.weight_dtype)
-    if cfg.tie_word_decoder:
-      table = word_embeddings
-    else:
-      # Same parameter as `LukeLMHead`'s `decoder` DenseGeneral: kernel [H, V].
-      kernel = _Param((cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
-                      cfg.initializer_range, cfg.weight_dtype, name="decoder")()
-      table = kernel.T
-    return x, table, bias
-
-
-class EntityPredictionHeadTransform(nn.Module):
-  """`heads.EntityPredictionHead` without its decoder matmul: returns (features, bias [Ve])."""
-
-  config: LukeConfig
-
-  @nn.compact
-  def __call__(self, hidden: Array) -> tuple[Array, Array]:
-    cfg = self.config
-    x = _dense(cfg, cfg.entity_emb_size, ("embed", "entity_embed"), "transform_dense")(hidden)
-    x = _layer_norm(cfg, "transform_LayerNorm", "entity_embed")(layers.gelu(x))
-    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
-                                                           ("entity_vocab",)),
-                      (cfg.entity_vocab_size,), cfg.weight_dtype)
-    return x, bias
 
 
 def _gather(states: Array, positions: Array) -> Array:
@@ -132,16 +79,16 @@ class LukePretrainingModel(nn.Module):
     outputs = LukeModel(cfg, add_pooling_layer=True, name="luke")(
         **encoder_inputs, deterministic=deterministic)
 
-    word_table = self._table("embeddings", "word_embeddings")
-    features, table, bias = MaskedLMHeadTransform(cfg, name="lm_head")(
+    word_table = heads.embedding_table(self, "embeddings", "word_embeddings")
+    features, table, bias = heads.LukeLMHead(cfg, decode=False, name="lm_head")(
         _gather(outputs.last_hidden_state, batch["mlm_positions"]), word_table)
     mlm = losses.chunked_softmax_cross_entropy(
         features, table, bias, batch["mlm_labels"].reshape(-1),
         batch["mlm_weights"].reshape(-1), word_chunk_size)
 
-    entity_head = EntityPredictionHeadTransform(cfg, name="entity_predictions")
+    entity_head = heads.EntityPredictionHead(cfg, decode=False, name="entity_predictions")
     if has_entities and "mep_positions" in batch:
-      entity_table = self._table("entity_embeddings", "entity_embeddings")
+      entity_table = heads.embedding_table(self, "entity_embeddings", "entity_embeddings")
       features, bias = entity_head(
           _gather(outputs.entity_last_hidden_state, batch["mep_positions"]))
       mep = losses.chunked_softmax_cross_entropy(
@@ -156,9 +103,6 @@ class LukePretrainingModel(nn.Module):
     values = tuple(mlm) + tuple(mep)
     return {k: jnp.asarray(v, jnp.float32) for k, v in zip(METRIC_KEYS, values)}
 
-  def _table(self, block: str, name: str) -> Array:
-    # Tied decoders read the encoder's tables, as `heads.LukeForMaskedLM` does.
-    return nn.unbox(self.variables["params"]["luke"][block][name]["embedding"])
 
 
 def dummy_batch(config: LukeConfig, batch: int = 1, num_words: int = 4, num_entities: int = 2,
