@@ -482,9 +482,8 @@ class LukeTokenizer:
       # length asked for.
       entity_target = (self.max_entity_length if batched
                        else (max_entity_length or self.max_entity_length))
-    target = round_target = encoding.round_up(target, multiple)
+    target = encoding.round_up(target, multiple)
     entity_target = encoding.round_up(entity_target, multiple)
-    del round_target
     if as_numpy:
       return self._pad_numpy(out, target, entity_target, mention, left)
     if all(n == target for n in lengths) and all(n == entity_target for n in entity_lengths):
