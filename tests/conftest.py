@@ -240,3 +240,28 @@ def wiki_dump():
     subprocess.run(["bash", str(REPO / "data" / "fetch_sample.sh"), str(WIKI_SAMPLE.parent)],
                    check=True, cwd=REPO, env={**os.environ, "PYTHON": sys.executable})
   return WIKI_SAMPLE
+
+
+# -- fine-tuning: a tiny random LUKE saved as a luke-jax checkpoint with a real BPE tokenizer --
+
+
+def write_finetune_base(directory, tokenizer_dir, **overrides):
+  """A random tiny `LukeModel` checkpoint whose vocabularies match `tokenizer_dir`."""
+  import jax
+  from luke_jax import checkpoint
+  from luke_jax.models import registry
+  from luke_jax.models.config import preset
+  from luke_jax.tokenization.tokenizer import LukeTokenizer
+  tokenizer = LukeTokenizer.from_pretrained(tokenizer_dir)
+  config = preset("tiny", vocab_size=len(tokenizer), entity_vocab_size=len(tokenizer.entity_vocab),
+                  max_position_embeddings=258, **overrides)
+  params = registry.init_params("LukeModel", config, jax.random.PRNGKey(0))
+  return checkpoint.save_checkpoint(directory, params, config, "LukeModel",
+                                    tokenizer_dir=tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def finetune_base(tmp_path_factory, luke_dir):
+  """luke-jax checkpoint dir: tiny LukeModel (EAA on), GPT-2 BPE vocabulary with <ent>/<ent2>,
+  entity vocabulary with [PAD]/[UNK]/[MASK]/[MASK2]; max 256 words."""
+  return write_finetune_base(tmp_path_factory.mktemp("finetune") / "base", luke_dir)
