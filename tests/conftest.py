@@ -265,3 +265,13 @@ def finetune_base(tmp_path_factory, luke_dir):
   """luke-jax checkpoint dir: tiny LukeModel (EAA on), GPT-2 BPE vocabulary with <ent>/<ent2>,
   entity vocabulary with [PAD]/[UNK]/[MASK]/[MASK2]; max 256 words."""
   return write_finetune_base(tmp_path_factory.mktemp("finetune") / "base", luke_dir)
+
+
+def finetune_config(task: str):
+  """`configs/finetune/<task>.py`'s `get_config()`, loaded as `--config` would load it."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(f"finetune_{task}_config",
+                                                REPO / "configs" / "finetune" / f"{task}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
