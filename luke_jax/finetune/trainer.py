@@ -1,0 +1,487 @@
+"""`finetune(config, workdir)` and `predict(...)`: the task-independent fine-tuning loop.
+
+The task (`luke_jax.finetune.task.Task`) reads files, builds features, defines the loss, the
+decoding and the metric; this module owns the model, the optimizer, the mesh, batches,
+checkpoints, evaluation and the files a run leaves in `workdir`:
+
+  checkpoints/        orbax train states (resumable; the run resumes from the newest)
+  best/               luke-jax checkpoint of the best dev model (tokenizer and label map inside)
+  {dev,test}_predictions.*   the best model's predictions in the task's official format
+  results.json        written last: final dev and test metrics of the best model
+  tensorboard/        TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from luke_jax import checkpoint as luke_checkpoint
+from luke_jax.finetune import batching, init as init_lib, tasks
+from luke_jax.finetune.progress import Progress
+from luke_jax.finetune.task import Features, Task
+from luke_jax.models import registry
+from luke_jax.models.config import LukeConfig
+from luke_jax.tokenization.tokenizer import LukeTokenizer
+from luke_jax.training import checkpointing, optim, state as state_lib, steps as steps_lib
+from luke_jax.training.loop import make_mesh
+from luke_jax.training.state import TrainState
+
+BEST_STATE_FILE = "finetune_state.json"
+RESULTS_FILE = "results.json"
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+  """What a run did. `dev`/`test` are the best model's metrics (None without that file)."""
+
+  step: int
+  preempted: bool
+  losses: list[tuple[int, float]]
+  best_step: int | None = None
+  dev: dict[str, float] | None = None
+  test: dict[str, float] | None = None
+  workdir: Path | None = None
+
+
+# ---- setup ---------------------------------------------------------------------------------
+
+
+def _model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  fields = {f.name for f in dataclasses.fields(LukeConfig)}
+  unknown = sorted(set(config.model.keys()) - fields)
+  if unknown:
+    raise ValueError(f"config.model has fields LukeConfig does not know: {unknown}")
+  return {k: v for k, v in config.model.to_dict().items() if v is not None}
+
+
+def _checked_file(config: ml_collections.ConfigDict, split: str, required: bool) -> str | None:
+  path = config.data.get(f"{split}_file") or None
+  if path is None:
+    if required:
+      raise ValueError(f"config.data.{split}_file is not set")
+    return None
+  if not Path(path).is_file():
+    raise FileNotFoundError(f"config.data.{split}_file={path}: no such file")
+  return path
+
+
+def _make_task(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike) -> Task:
+  task_cls = tasks.get(config.task)
+  tokenizer = LukeTokenizer.from_pretrained(checkpoint_dir, task=task_cls.tokenizer_task)
+  return task_cls(config.data, tokenizer)
+
+
+def _labels_file(workdir: Path) -> Path:
+  return workdir / "labels.json"
+
+
+def _fixed_labels(workdir: Path, labels: list[str]) -> list[str]:
+  """The label map of this workdir: recorded at the first start, checked on every resume."""
+  record = _labels_file(workdir)
+  if record.exists():
+    stored = json.loads(record.read_text())
+    if stored != labels:
+      raise ValueError(f"{record}: the training file now gives labels {labels}, the run "
+                       f"started with {stored}; use a new --workdir")
+  elif jax.process_index() == 0:
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(labels, ensure_ascii=False) + "\n")
+    os.replace(tmp, record)
+  return labels
+
+
+def _optimizer(config: ml_collections.ConfigDict, params, total_steps: int):
+  tc = config.train
+  optim_config = dict(
+      learning_rate=tc.learning_rate, warmup_steps=int(tc.warmup_ratio * total_steps),
+      total_steps=total_steps, b1=tc.b1, b2=tc.b2, eps=tc.eps, weight_decay=tc.weight_decay,
+      bias_correction=tc.bias_correction, max_grad_norm=tc.max_grad_norm,
+      trainable=[tuple(r) for r in tc.trainable] or list(optim.ALL_TRAINABLE))
+  return optim.make_optimizer(optim_config, params), optim.make_schedule(
+      tc.learning_rate, optim_config["warmup_steps"], total_steps)
+
+
+def _data_parallel(mesh) -> int:
+  return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+# ---- jitted steps --------------------------------------------------------------------------
+
+
+def _apply(module, task: Task, params, batch, deterministic: bool, rng=None):
+  inputs = {k: batch[k] for k in task.input_keys}
+  rngs = None if rng is None else {"dropout": rng}
+  return module.apply({"params": params}, **inputs, deterministic=deterministic, rngs=rngs)
+
+
+def train_step(state: TrainState, batch, *, module, task: Task, tx, grad_accum_steps: int):
+  """One update; the loss is `sum(loss_sum) / sum(weight)` over the real rows of the batch.
+
+  Gradients of the sums are accumulated and divided by the total weight at the end, which
+  gives the gradient of the batch mean exactly (up to summation order) for any
+  `grad_accum_steps`, even when the weight (e.g. the number of valid spans) is only known
+  after the forward pass.
+  """
+  dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+  def sum_fn(params, micro, rng):
+    loss_sum, weight = task.loss(_apply(module, task, params, micro, False, rng), micro)
+    valid = micro[batching.VALID]
+    return (jnp.sum(loss_sum.astype(jnp.float32) * valid),
+            jnp.sum(weight.astype(jnp.float32) * valid))
+
+  grad_fn = jax.value_and_grad(sum_fn, has_aux=True)
+  if grad_accum_steps == 1:
+    (loss_sum, weight), grads = grad_fn(state.params, batch, dropout_rng)
+  else:
+    micro_batches = steps_lib._split_microbatches(batch, grad_accum_steps)  # pylint: disable=protected-access
+
+    def body(carry, xs):
+      grads_acc, loss_acc, weight_acc = carry
+      index, micro = xs
+      (loss_sum, weight), grads = grad_fn(state.params, micro,
+                                          jax.random.fold_in(dropout_rng, index))
+      grads_acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
+      return (grads_acc, loss_acc + loss_sum, weight_acc + weight), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+    (grads, loss_sum, weight), _ = jax.lax.scan(
+        body, (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
+        (jnp.arange(grad_accum_steps), micro_batches))
+  denom = jnp.where(weight > 0, weight, 1.0)
+  grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grads, state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {"loss": loss_sum / denom, "weight": weight,
+             "grad_norm": optax.global_norm(grads).astype(jnp.float32)}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+class _Runner:
+  """The model, mesh and jitted functions of one run (training or prediction)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, task: Task, module: nn.Module,
+               example_batch: dict[str, np.ndarray]):
+    self.config, self.task, self.module = config, task, module
+    self.mesh = make_mesh(config.mesh)
+    self.rules = tuple(tuple(r) for r in config.sharding.rules)
+    self.data_sharding = steps_lib.data_sharding(self.mesh)
+    self.replicated = NamedSharding(self.mesh, PartitionSpec())
+    # One row per data shard: the model's activation constraints split the batch axis.
+    dp = _data_parallel(self.mesh)
+    one = {k: np.repeat(v[:1], dp, axis=0) for k, v in example_batch.items()
+           if k in task.input_keys}
+    with nn.logical_axis_rules(self.rules):
+      self.boxed = jax.eval_shape(lambda r: module.init(r, **one)["params"],
+                                  jax.random.PRNGKey(0))
+    self._one = one
+    self._eval = None
+
+  def init_params(self, seed: int):
+    return nn.unbox(self.module.init(jax.random.PRNGKey(seed), **self._one)["params"])
+
+  def param_shardings(self):
+    params = nn.unbox(self.boxed)
+    return jax.tree.map(state_lib._fit_to_shape,  # pylint: disable=protected-access
+                        nn.logical_to_mesh_sharding(nn.get_partition_spec(self.boxed),
+                                                    self.mesh, list(self.rules)), params)
+
+  def device_batch(self, host_batch: dict[str, np.ndarray], global_rows: int):
+    return {k: jax.make_array_from_process_local_data(
+        self.data_sharding, v, (global_rows,) + v.shape[1:]) for k, v in host_batch.items()}
+
+  def outputs(self, params, features: Features, batch_size: int) -> dict[str, np.ndarray]:
+    """`task.outputs` for every feature row, stacked in row order."""
+    if self._eval is None:
+      fn = lambda p, b: self.task.outputs(_apply(self.module, self.task, p, b, True))
+      self._eval = jax.jit(fn, out_shardings=self.replicated)
+    keys = tuple(self.task.input_keys)
+    chunks: dict[str, list[np.ndarray]] = {}
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      for rows in batching.eval_batches(len(features), batch_size):
+        batch = batching.gather(features.arrays, rows, keys)
+        batch.pop(batching.VALID)
+        out = jax.device_get(self._eval(params, self.device_batch(batch, len(rows))))
+        real = rows >= 0
+        for k, v in out.items():
+          chunks.setdefault(k, []).append(np.asarray(v)[real])
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def _evaluate(runner: _Runner, params, examples, features: Features, labels, batch_size: int):
+  outputs = runner.outputs(params, features, batch_size)
+  predictions = runner.task.decode(examples, features, outputs, labels)
+  return predictions, {k: float(v) for k, v in runner.task.evaluate(examples, predictions).items()}
+
+
+def _write_json(path: Path, payload) -> None:
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+
+def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
+             preemption: checkpointing.PreemptionFlag | None = None,
+             stop_after: int | None = None) -> FinetuneResult:
+  """Fine-tunes `config.init_checkpoint` on `config.task`; resumes from `workdir`.
+
+  Args:
+    config: see `luke_jax/finetune/config.py` and `configs/finetune/<task>.py`.
+    workdir: see the module docstring for what it holds at the end.
+    preemption: a flag to watch instead of installing a SIGTERM handler (tests).
+    stop_after: act as if preempted once this step is reached (tests of resumption).
+
+  Returns:
+    A `FinetuneResult`.
+  """
+  workdir = Path(workdir)
+  tc = config.train
+  # ==== Everything that can be wrong with the inputs fails before any compilation ==========
+  if not config.init_checkpoint:
+    raise ValueError("config.init_checkpoint is not set (a luke-jax checkpoint from "
+                     "`python -m luke_jax.convert` or pretraining, or a transformers LUKE dir)")
+  init_dir = Path(config.init_checkpoint)
+  base_config, stored_arch, _ = luke_checkpoint.read_config(init_dir)
+  files = {split: _checked_file(config, split, split == "train")
+           for split in ("train", "dev", "test")}
+  task = _make_task(config, init_dir)
+  examples = {split: task.read(path, split) for split, path in files.items() if path}
+  (workdir / RESULTS_FILE).unlink(missing_ok=True)  # a stale one must not look like this run's
+  checkpointing.check_workdir(workdir, config)
+  labels = _fixed_labels(workdir, task.labels(examples["train"]))
+  features = {split: task.featurize(ex, labels, split) for split, ex in examples.items()}
+  if not len(features["train"]):
+    raise ValueError(f"{files['train']}: no training features")
+  model_config = base_config.replace(**_model_overrides(config), **task.head_config(labels))
+  module = registry.build(task.architecture, model_config)
+
+  runner = _Runner(config, task, module, features["train"].arrays)
+  dp = _data_parallel(runner.mesh)
+  accum = tc.grad_accum_steps
+  if accum < 1 or tc.batch_size % accum or (tc.batch_size // accum) % dp:
+    raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps="
+                     f"{accum} microbatches divisible by the data-parallel size {dp}")
+  if tc.batch_size % jax.process_count():
+    raise ValueError(f"train.batch_size={tc.batch_size} does not divide over "
+                     f"{jax.process_count()} hosts")
+  eval_batch = _round_up(tc.eval_batch_size, dp * jax.process_count())
+  per_epoch = batching.steps_per_epoch(len(features["train"]), tc.batch_size)
+  total = tc.num_epochs * per_epoch
+  if tc.max_steps:
+    total = min(total, tc.max_steps)
+  keys = tuple(task.input_keys) + tuple(task.target_keys)
+
+  # ==== Parameters, optimizer, shardings ===================================================
+  params_abstract = nn.unbox(runner.boxed)
+  tx, schedule = _optimizer(config, params_abstract, total)
+  abstract_opt = jax.eval_shape(tx.init, params_abstract)
+  shardings = state_lib.state_shardings(runner.boxed, abstract_opt, runner.mesh, runner.rules)
+  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params_abstract,
+                        opt_state=abstract_opt, rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+  mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
+  own_flag = preemption is None
+  preemption = checkpointing.PreemptionFlag().install() if own_flag else preemption
+  progress = None
+  best_dir = workdir / "best"
+  try:
+    with jax.set_mesh(runner.mesh), nn.logical_axis_rules(runner.rules):
+      restored = checkpointing.restore_latest(
+          mngr, state_lib.abstract_with_shardings(abstract, shardings))
+      if restored is not None:
+        state = restored[0]
+        logging.info("resumed from %s at step %d", mngr.directory, int(state.step))
+      else:
+        state = _initial_state(runner, init_dir, stored_arch, model_config, labels, tx,
+                               shardings, tc.seed)
+      step = int(state.step)
+      best = json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
+          best_dir / BEST_STATE_FILE).exists() else None
+
+      step_fn = jax.jit(functools.partial(train_step, module=module, task=task, tx=tx,
+                                          grad_accum_steps=accum),
+                        in_shardings=(shardings, runner.data_sharding),
+                        out_shardings=(shardings, runner.replicated), donate_argnums=(0,))
+      progress = Progress(workdir, total_steps=total, log_every=tc.log_every)
+      preempted = False
+      first_step = step + 1
+      print(f"fine-tuning {config.task}: {len(features['train'])} training rows, "
+            f"{per_epoch} steps/epoch, {total} steps", flush=True)
+      while step < total:
+        if preemption.is_set() or (stop_after is not None and step >= stop_after):
+          checkpointing.save(mngr, state, {"step": step}, force=True)
+          preempted = True
+          break
+        rows = batching.train_rows(step, len(features["train"]), tc.batch_size, tc.seed)
+        batch = runner.device_batch(batching.gather(features["train"].arrays, rows, keys),
+                                    len(rows))
+        state, metrics = step_fn(state, batch)
+        step += 1
+        progress.update(step, jax.device_get(metrics), float(schedule(step - 1)))
+        if step == first_step:
+          progress.restart_clock()  # compilation is not throughput
+        epoch_end = step % per_epoch == 0 or step == total
+        if epoch_end and "dev" in features and (tc.eval_every_epoch or step == total):
+          best = _maybe_save_best(runner, state, examples["dev"], features["dev"], labels,
+                                  eval_batch, step, best, best_dir, model_config, init_dir,
+                                  config, progress)
+        checkpointing.save(mngr, state, {"step": step}, force=epoch_end)
+        if mngr.reached_preemption(step):
+          checkpointing.save(mngr, state, {"step": step}, force=True)
+          preempted = True
+          break
+      mngr.wait_until_finished()
+      result = FinetuneResult(step=step, preempted=preempted, losses=list(progress.history),
+                              workdir=workdir)
+      if preempted:
+        logging.warning("stopped at step %d on request; checkpoint saved, rerun to resume", step)
+        return result
+
+      # ==== The best model: its predictions and metrics =================================
+      if best is None:  # no dev file: the final model is the one we keep
+        _save_model(best_dir, state.params, model_config, task.architecture, init_dir,
+                    {"step": step, "task": config.task, "metric": task.metric, "dev": None})
+        best = {"step": step}
+      params = luke_checkpoint.load_params(best_dir, model_config, task.architecture)
+      params = jax.device_put(params, shardings.params)
+      result.best_step = int(best["step"])
+      for split in ("dev", "test"):
+        if split not in features:
+          continue
+        predictions, scores = _evaluate(runner, params, examples[split], features[split],
+                                        labels, eval_batch)
+        setattr(result, split, scores)
+        if jax.process_index() == 0:
+          task.write_predictions(workdir / f"{split}_predictions{task.prediction_suffix}",
+                                 examples[split], predictions)
+        progress.scalars(f"final_{split}", scores, step)
+        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
+      if jax.process_index() == 0:
+        _write_json(workdir / RESULTS_FILE, {
+            "task": config.task, "metric": task.metric, "best_step": result.best_step,
+            "steps": step, "dev": result.dev, "test": result.test})
+      return result
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+    if progress is not None:
+      progress.close()
+    if own_flag:
+      preemption.uninstall()
+
+
+def _initial_state(runner: _Runner, init_dir: Path, stored_arch: str, model_config: LukeConfig,
+                   labels, tx, shardings: TrainState, seed: int) -> TrainState:
+  """Fresh head + the checkpoint's encoder (and head, when it is this task's model)."""
+  _, loaded = luke_checkpoint.from_pretrained(init_dir, scan_layers=model_config.scan_layers,
+                                              architecture=stored_arch
+                                              if stored_arch in registry.ARCHITECTURES
+                                              else "LukeModel")
+  base_config, _, _ = luke_checkpoint.read_config(init_dir)
+  same_task = (stored_arch == runner.task.architecture
+               and tuple(base_config.id2label) == tuple(model_config.id2label))
+  params = init_lib.merge_pretrained(runner.init_params(seed), jax.device_get(loaded),
+                                     take_head=same_task, source=str(init_dir))
+
+  def init(params, key):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=key)
+
+  return jax.jit(init, in_shardings=(shardings.params, None), out_shardings=shardings)(
+      params, jax.random.PRNGKey(seed + 1))
+
+
+def _save_model(directory: Path, params, model_config: LukeConfig, architecture: str,
+                tokenizer_dir: Path, state: dict) -> None:
+  host = jax.device_get(params) if jax.process_count() == 1 else _allgather(params)
+  if jax.process_index() == 0:
+    luke_checkpoint.save_checkpoint(
+        directory, host, model_config, architecture, tokenizer_dir=tokenizer_dir,
+        overwrite=True,
+        extra=lambda tmp: (tmp / BEST_STATE_FILE).write_text(json.dumps(state, indent=2) + "\n"))
+
+
+def _allgather(params):
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(params, tiled=True)
+
+
+def _maybe_save_best(runner, state, examples, features, labels, eval_batch, step, best,
+                     best_dir, model_config, init_dir, config, progress):
+  _, scores = _evaluate(runner, state.params, examples, features, labels, eval_batch)
+  metric = runner.task.metric
+  progress.scalars("dev", scores, step)
+  print(f"step {step} dev: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
+  if metric not in scores:
+    raise KeyError(f"task {config.task} scores {sorted(scores)} but its metric is {metric!r}")
+  if best is not None and best.get("dev") is not None and scores[metric] <= best["dev"][metric]:
+    return best
+  best = {"step": step, "task": config.task, "metric": metric, "dev": scores}
+  _save_model(best_dir, state.params, model_config, runner.task.architecture, init_dir, best)
+  return best
+
+
+# ---- prediction ----------------------------------------------------------------------------
+
+
+def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike,
+            input_file: str | os.PathLike, output_file: str | os.PathLike | None = None,
+            *, raw: bool = True) -> list[Any]:
+  """Predictions of a fine-tuned checkpoint on `input_file`, written in the task's format.
+
+  Args:
+    config: the fine-tuning config (task name and data options such as lengths).
+    checkpoint_dir: a fine-tuned luke-jax checkpoint (e.g. `workdir/best`).
+    input_file: plain text (`raw=True`, the task's `read_raw` format) or a file in the task's
+      official format.
+    output_file: where to write; default `<input_file>.predictions<suffix>`.
+    raw: read `input_file` with `read_raw` rather than `read`.
+
+  Returns:
+    One prediction per example.
+  """
+  checkpoint_dir = Path(checkpoint_dir)
+  if not Path(input_file).is_file():
+    raise FileNotFoundError(f"{input_file}: no such file")
+  task = _make_task(config, checkpoint_dir)
+  module, params = luke_checkpoint.from_pretrained(
+      checkpoint_dir, dtype=config.model.get("dtype"))
+  if type(module).__name__ != task.architecture:
+    raise ValueError(f"{checkpoint_dir} holds a {type(module).__name__}, task {config.task} "
+                     f"needs a {task.architecture}")
+  labels = [name for _, name in module.config.id2label] if task.has_labels else []
+  examples = task.read_raw(input_file) if raw else task.read(input_file, "predict")
+  features = task.featurize(examples, labels, "predict")
+  runner = _Runner(config, task, module, features.arrays)
+  batch = _round_up(config.train.eval_batch_size,
+                    _data_parallel(runner.mesh) * jax.process_count())
+  params = jax.device_put(params, runner.param_shardings())
+  outputs = runner.outputs(params, features, batch)
+  predictions = task.decode(examples, features, outputs, labels)
+  output_file = Path(output_file or f"{input_file}.predictions{task.prediction_suffix}")
+  if jax.process_index() == 0:
+    tmp = output_file.with_name(f".{output_file.name}.tmp{task.prediction_suffix}")
+    task.write_predictions(tmp, examples, predictions)
+    os.replace(tmp, output_file)
+  return predictions
