@@ -1,23 +1,72 @@
-r"""LUKE fine-tuning entry point (placeholder until the fine-tuning issue lands).
+r"""LUKE fine-tuning entry point: the paper's five tasks, with their official metrics.
 
-  python run_finetune.py --config configs/finetune/conll2003.py --workdir /tmp/ner
+  python run_finetune.py --config configs/finetune/conll2003.py \
+      --config.init_checkpoint=$LUKE --config.data.train_file=eng.train \
+      --config.data.dev_file=eng.testa --config.data.test_file=eng.testb --workdir $W
+
+Tasks: conll2003, tacred, open_entity, squad, record (`configs/finetune/<task>.py`; each
+docstring gives its command). `--workdir` ends with `results.json` (dev and test metrics of
+the best dev model), `{dev,test}_predictions.*` in the task's official format, `best/` (a
+luke-jax checkpoint, readable by `luke_jax.from_pretrained`) and resumable `checkpoints/`;
+rerunning the same command resumes. Predictions on new text with a fine-tuned model:
+
+  python run_finetune.py --config configs/finetune/conll2003.py --predict_only \
+      --predict_file sentences.txt --workdir $W     # uses $W/best; writes $W/predictions.*
 """
 
 import sys
+from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
+import jax
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Fine-tuning configuration file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, predictions and results go.")
+_PREDICT_ONLY = flags.DEFINE_bool("predict_only", False,
+                                  "Only predict on --predict_file with --checkpoint.")
+_PREDICT_FILE = flags.DEFINE_string("predict_file", None, "Input of --predict_only.")
+_RAW = flags.DEFINE_bool("raw", True, "--predict_file is plain text in the task's raw format "
+                         "(NER: one sentence per line; typing: <e>mention</e>; relation "
+                         "classification: <e1>subject</e1> ... <e2>object</e2>); --noraw reads "
+                         "the task's official format.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "Fine-tuned checkpoint for --predict_only (default "
+                                  "WORKDIR/best).")
+_OUTPUT = flags.DEFINE_string("output", None, "Prediction file of --predict_only (default "
+                              "WORKDIR/predictions.<task format>).")
+_JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
+                                     "Call jax.distributed.initialize() (multi-host).")
+flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  del argv
-  print("run_finetune.py: fine-tuning is not implemented yet; no results were written.",
-        file=sys.stderr)
-  sys.exit(2)
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _JAX_DISTRIBUTED.value:
+    jax.distributed.initialize()
+  jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
+  from luke_jax.finetune import tasks, trainer  # pylint: disable=g-import-not-at-top
+  config, workdir = _CONFIG.value, Path(_WORKDIR.value)
+  if _PREDICT_ONLY.value:
+    if not _PREDICT_FILE.value:
+      raise app.UsageError("--predict_only needs --predict_file")
+    checkpoint = Path(_CHECKPOINT.value or workdir / "best")
+    suffix = tasks.get(config.task).prediction_suffix
+    output = Path(_OUTPUT.value or workdir / f"predictions{suffix}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    predictions = trainer.predict(config, checkpoint, _PREDICT_FILE.value, output,
+                                  raw=_RAW.value)
+    print(f"wrote {len(predictions)} predictions to {output}", flush=True)
+    return
+  logging.info("config:\n%s", config)
+  result = trainer.finetune(config, workdir)
+  if result.preempted:
+    print(f"run_finetune.py: stopped at step {result.step}; rerun the same command to resume",
+          file=sys.stderr)
+  else:
+    print(f"results: {workdir / trainer.RESULTS_FILE}", flush=True)
 
 
 if __name__ == "__main__":
