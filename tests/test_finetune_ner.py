@@ -349,3 +349,65 @@ def test_config_has_the_paper_settings():
   assert config.data.tag_scheme == "auto" and config.data.document_context
   from luke_jax.finetune import tasks
   assert tasks.get("conll2003") is ner.NerTask
+
+
+# ---- end to end -----------------------------------------------------------------------------
+
+def conll_documents(rng, documents, sentences):
+  """Two-column IOB1 text where names and places are learnable from their words."""
+  people, places = ["John Smith", "Mary", "Peter Blackburn"], ["Paris", "New York", "Tokyo"]
+  out = []
+  for _ in range(documents):
+    out.append("-DOCSTART- -X- -X- O\n")
+    for _ in range(sentences):
+      person, place = rng.choice(people).split(), rng.choice(places).split()
+      out += [f"{w} I-PER" for w in person] + ["visited O"] + [f"{w} I-LOC" for w in place]
+      out += [". O", ""]
+  return "\n".join(out) + "\n"
+
+
+@pytest.fixture()
+def fast_compile():
+  # Compilation, not running, is what a few tiny steps cost.
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", False)
+
+
+def test_finetune_end_to_end(tmp_path, finetune_base, fast_compile):
+  from luke_jax.finetune import trainer
+  rng = random.Random(0)
+  config = finetune_config("conll2003")
+  config.init_checkpoint = str(finetune_base)
+  config.data.update(max_seq_length=64, max_entity_length=32, max_mention_length=8)
+  for split, n in (("train", 4), ("dev", 2), ("test", 2)):
+    config.data[f"{split}_file"] = str(write(tmp_path, conll_documents(rng, 2, n), split))
+  config.train.update(num_epochs=10, max_steps=15, batch_size=4, eval_batch_size=8,
+                      learning_rate=1e-3, warmup_ratio=0.0, eval_every_epoch=False,
+                      log_every=5, ckpt_every=100)
+  config.mesh = (("data", 2), ("fsdp", 1), ("tensor", 1))
+  workdir = tmp_path / "w"
+  result = trainer.finetune(config, workdir)
+  losses = [l for _, l in result.losses]
+  assert len(losses) == 15 and np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3])
+  results = __import__("json").loads((workdir / "results.json").read_text())
+  for split in ("dev", "test"):
+    assert {"precision", "recall", "f1"} <= set(results[split])
+    assert 0 <= results[split]["f1"] <= 1
+    # The prediction file parses as CoNLL (token gold predicted) and its gold is the input's.
+    task = ner.NerTask(config.data, LukeTokenizer.from_pretrained(finetune_base))
+    lines = (workdir / f"{split}_predictions.txt").read_text().splitlines()
+    assert all(len(l.split()) == 3 for l in lines if l)
+    gold = task.read(config.data[f"{split}_file"], split)
+    predicted = task.read(workdir / f"{split}_predictions.txt", split)
+    assert [ex.words for ex in predicted] == [ex.words for ex in gold]
+    scores = task.evaluate(gold, [ner_metric.spans_to_tags(ex.spans, len(ex.words))
+                                  for ex in predicted])
+    assert scores["f1"] == pytest.approx(results[split]["f1"])
+  # Raw text through the saved model: `token predicted` lines.
+  raw = write(tmp_path, "Mary visited Tokyo .\n\nJohn Smith visited Paris .\n", "raw.txt")
+  trainer.predict(config, workdir / "best", raw, tmp_path / "raw_predictions.txt", raw=True)
+  lines = (tmp_path / "raw_predictions.txt").read_text().splitlines()
+  assert [l.split()[0] for l in lines if l and not l.startswith("-DOCSTART-")] == [
+      "Mary", "visited", "Tokyo", ".", "John", "Smith", "visited", "Paris", "."]
+  assert all(len(l.split()) == 2 for l in lines if l)

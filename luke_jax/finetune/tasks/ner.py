@@ -178,6 +178,8 @@ class NerTask(Task):
         offset = seg_start - left  # document subword at input position 1
         input_ids = doc_ids[offset:seg_end + right]
         spans = _enumerate_spans(word_starts, first_word, last_word, seg_end, max_mention)
+        # Raw text has no gold: its spans get "O" (0) so a loss over them stays finite; only
+        # training and dev/test files, which have gold, ever feed the loss.
         span_labels = [gold.get((s, e), 0) for s, e, _, _ in spans]
         # Evenly sized chunks when the spans outnumber the entity slots (the reference's split).
         chunks = max(1, math.ceil(len(spans) / max_entities))
@@ -185,7 +187,7 @@ class NerTask(Task):
         for c in range(chunks):
           part = slice(c * size, (c + 1) * size)
           rows.append((input_ids, [(a - offset + 1, b - offset + 1) for _, _, a, b in spans[part]],
-                       span_labels[part] if ex.tags is not None else [0] * len(spans[part])))
+                       span_labels[part]))
           example_index.append(n)
           meta.append({"spans": [(s, e) for s, e, _, _ in spans[part]]})
     if too_long:
