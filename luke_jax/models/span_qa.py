@@ -1,0 +1,73 @@
+"""Cloze-style QA head (ReCoRD): scores candidate entity spans against a placeholder entity.
+
+`transformers` has no such class; this is the paper's `LukeForEntitySpanQA`
+(`luke:examples/legacy/entity_span_qa/model.py`, `luke.md` B.2, E.5). Entity 0 is the
+`[MASK]` entity over the query's placeholder token, entities 1.. are `[MASK]` entities over the
+candidate spans of the passage, and candidate i is scored by
+`Linear(2H, 1)(dropout([h_0; h_i]))`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from luke_jax.models.heads import _Head, _head_call
+
+Array = jax.Array
+
+
+class LukeForEntitySpanQA(_Head):
+  """Scores entities 1.. as the filler of the placeholder entity 0.
+
+  Returns `LukeHeadOutput.logits` of shape `[batch, entities - 1]` (one per candidate slot, in
+  float32) with padded slots (`entity_attention_mask == 0`) at the float32 minimum, so an argmax
+  or a top-k over a row never picks one. With `labels` (`[batch, entities - 1]`, 0/1) the loss
+  is the reference's: BCE-with-logits summed over real candidates and divided by their number.
+  """
+
+  def encode(self, kwargs, deterministic, output_attentions, output_hidden_states):
+    # `_head_call` hands the inputs only to the encoder; the scorer also needs the entity mask
+    # to tell real candidates from padding, so it travels along with the encoder outputs.
+    entity_mask = kwargs.get("entity_attention_mask")
+    outputs = super().encode(kwargs, deterministic, output_attentions, output_hidden_states)
+    return outputs, entity_mask
+
+  @_head_call
+  def __call__(self, encoded, deterministic, labels=None):
+    outputs, entity_mask = encoded
+    entities = outputs.entity_last_hidden_state  # [batch, entities, hidden]
+    if entities is None or entities.shape[1] < 2:
+      raise ValueError("LukeForEntitySpanQA needs the placeholder entity and at least one "
+                       "candidate entity (entity_ids of shape [batch, >= 2])")
+    candidates = entities[:, 1:]  # [batch, candidates, hidden]
+    placeholder = jnp.broadcast_to(entities[:, :1], candidates.shape)
+    features = self.dropout(jnp.concatenate([placeholder, candidates], axis=-1), deterministic)
+    logits = jnp.asarray(self.classifier(1)(features)[..., 0], jnp.float32)  # [batch, cand]
+    valid = (jnp.ones(logits.shape, bool) if entity_mask is None
+             else jnp.asarray(entity_mask)[:, 1:] > 0)
+    logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
+    loss = None
+    if labels is not None:
+      loss = candidate_bce(logits, labels, valid)
+    return self.passthrough(outputs, logits=logits, loss=loss)
+
+
+def candidate_bce(logits: Array, labels: Array, valid: Array) -> Array:
+  """Mean BCE-with-logits over the `valid` candidate slots (all rows together)."""
+  loss_sum, weight = candidate_bce_sums(logits, labels, valid)
+  return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def candidate_bce_sums(logits: Array, labels: Array, valid: Array) -> tuple[Array, Array]:
+  """Per-row `(sum of BCE over valid slots, number of valid slots)`, float32 `[batch]`.
+
+  Padded slots are dropped with `where`, not multiplied away, so their (masked, huge negative)
+  logits can never turn into NaN or leak a gradient.
+  """
+  # `losses.binary_cross_entropy` averages over every element; ReCoRD averages over candidates.
+  per = optax.sigmoid_binary_cross_entropy(jnp.asarray(logits, jnp.float32),
+                                           jnp.asarray(labels, jnp.float32))
+  per = jnp.where(valid, per, 0.0)
+  return jnp.sum(per, axis=-1), jnp.sum(valid, axis=-1).astype(jnp.float32)
