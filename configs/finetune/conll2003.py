@@ -12,11 +12,12 @@ most 16 subwords; AdamW without bias correction, betas (0.9, 0.98), 6% warmup th
 decay (the base config). If 8 windows of 512 do not fit the accelerator, raise
 `train.grad_accum_steps` (batch_size stays the effective batch). Predictions
 (`{dev,test}_predictions.txt`, `token gold predicted`) can be checked with conlleval.
-Prediction only (one sentence per line, tokens separated by spaces, a blank line between
-documents; the output is `token predicted` per line):
+Prediction only with the fine-tuned model (`--checkpoint`, default WORKDIR/best) on plain text
+(one sentence per line, tokens separated by spaces, a blank line between documents); it writes
+WORKDIR/predictions.txt, `token predicted` per line (`--noraw` reads a CoNLL file instead):
 
   python run_finetune.py --config configs/finetune/conll2003.py --predict_only \
-      --checkpoint /tmp/luke_conll2003 --predict_file sentences.txt --workdir /tmp/luke_conll2003
+      --predict_file sentences.txt --workdir /tmp/luke_conll2003
 """
 
 import ml_collections

@@ -122,7 +122,8 @@ class NerTask(Task):
 
   def read_raw(self, path: str | os.PathLike) -> list[Sentence]:
     """Plain text: one sentence per line, tokens split on whitespace, a blank line between
-    documents. Predictions are written as `token predicted` (no gold column)."""
+    documents. Predictions are written as `token predicted` (no gold column), IOB2 unless
+    `tag_scheme` is "iob1", with a `-DOCSTART-` line per document: a CoNLL file `read` takes."""
     text = _read_text(path)
     examples, document = [], Document([])
     for number, line in enumerate(text.splitlines(), 1):
