@@ -301,3 +301,60 @@ def test_config_paper_settings_and_frozen_entity_table():
   mask = optim.trainable_mask(params, config.train.trainable)
   frozen = [optim.path_str(p) for p, t in jax.tree_util.tree_flatten_with_path(mask)[0] if not t]
   assert frozen == ["luke/entity_embeddings/entity_embeddings/embedding"]
+
+
+# ---- end to end -----------------------------------------------------------------------------
+
+@pytest.fixture
+def fast_compiles():
+  import jax
+  # Tiny model: XLA's optimisation passes cost more than they save (as in the Flax examples).
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def test_finetune_end_to_end(finetune_base, tmp_path, fast_compiles):
+  from luke_jax.finetune import trainer
+
+  short = [("Beyoncé was born in Houston in 1981.", "Where was Beyoncé born?", "Houston"),
+           ("Tokyo is the capital of Japan.", "What is the capital of Japan?", "Tokyo"),
+           ("New York is larger than Los Angeles.", "What is larger than Los Angeles?",
+            "New York")]
+  paragraphs = [{"context": c, "qas": [qa(f"s{i}", q, c, a)]} for i, (c, q, a) in
+                enumerate(short)]
+  # The long passage needs several 64-token windows; answers sit early and late.
+  paragraphs.append({"context": LONG, "qas": [
+      qa("l1", "When was Beyoncé born?", LONG, "1981"),
+      qa("l2", "What is the capital of Japan?", LONG, "Tokyo"),
+      qa("l3", "Is Paris in Japan?", LONG, impossible=True)]})
+  config = finetune_config("squad")
+  config.init_checkpoint = str(finetune_base)
+  config.data.update(max_seq_length=64, max_query_length=16, doc_stride=24,
+                     max_entity_length=8, max_mention_length=4, entities="titles",
+                     version_2_with_negative=True,
+                     train_file=str(tmp_path / "train.json"), dev_file=str(tmp_path / "dev.json"),
+                     test_file=str(tmp_path / "test.json"))
+  for split in ("dev", "test"):
+    squad_json(paragraphs, tmp_path / f"{split}.json")
+  # Five renamed copies for training: more rows than 15 steps of 4 take, so no epoch ends (and
+  # forces a checkpoint) before the last step.
+  squad_json([dict(p, qas=[dict(q, id=f"{q['id']}.{k}") for q in p["qas"]])
+              for k in range(5) for p in paragraphs], tmp_path / "train.json")
+  config.train.update(num_epochs=20, max_steps=15, batch_size=4, eval_batch_size=8,
+                      learning_rate=1e-3, warmup_ratio=0.0, eval_every_epoch=False,
+                      log_every=1, ckpt_every=100)
+  config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
+  workdir = tmp_path / "w"
+  result = trainer.finetune(config, workdir)
+  losses = [l for _, l in result.losses]
+  assert len(losses) == 15 and np.mean(losses[-3:]) < np.mean(losses[:3])
+  results = json.loads((workdir / "results.json").read_text())
+  for split in ("dev", "test"):
+    assert {"exact_match", "f1", "HasAns_f1", "NoAns_f1"} <= set(results[split])
+    assert 0 <= results[split]["f1"] <= 100
+    predictions = json.loads((workdir / f"{split}_predictions.json").read_text())
+    assert set(predictions) == {"s0", "s1", "s2", "l1", "l2", "l3"}
+    assert all(p == "" or p in LONG or any(p in c for c, _, _ in short)
+               for p in predictions.values())

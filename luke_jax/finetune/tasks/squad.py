@@ -293,7 +293,9 @@ class SquadTask(Task):
              outputs: Mapping[str, np.ndarray], labels: Sequence[str]) -> list[str]:
     """The answer text of every question ("" = no answer, SQuAD 2.0)."""
     del labels
-    cfg = self.config
+    n_best = self.config.n_best_size
+    max_answer = self.config.max_answer_length
+    threshold = self.config.null_score_diff_threshold
     start_logits = np.asarray(outputs["start_logits"], np.float32)
     end_logits = np.asarray(outputs["end_logits"], np.float32)
     rows_of = [[] for _ in examples]
@@ -312,18 +314,21 @@ class SquadTask(Task):
         start, end = start_logits[row], end_logits[row]
         null_score = min(null_score, float(start[0] + end[0]))
         usable = ctx.usable[ds:ds + dl]
-        starts = _top(np.where(usable & max_context, start[off:off + dl], -np.inf),
-                      cfg.n_best_size)
-        ends = _top(np.where(usable, end[off:off + dl], -np.inf), cfg.n_best_size)
-        for s in starts:
-          for e in ends:
-            if e < s or e - s + 1 > cfg.max_answer_length:
-              continue
-            score = float(start[off + s] + end[off + e])
-            if score > best_score:
-              best_score, best = score, (ctx, ds + s, ds + e)
-      if best is None or (self.version_2
-                          and null_score - best_score > cfg.null_score_diff_threshold):
+        starts = _top(np.where(usable & max_context, start[off:off + dl], -np.inf), n_best)
+        ends = _top(np.where(usable, end[off:off + dl], -np.inf), n_best)
+        if not len(starts) or not len(ends):
+          continue
+        # [starts, ends] scores of the allowed spans; argmax takes the first best, in the
+        # reference's order (start rank, then end rank).
+        length = ends[None, :] - starts[:, None] + 1
+        scores = np.where((length >= 1) & (length <= max_answer),
+                          start[off + starts][:, None] + end[off + ends][None, :], -np.inf)
+        k = int(scores.argmax())
+        score = float(scores.flat[k])
+        if score > best_score:
+          s, e = divmod(k, len(ends))
+          best_score, best = score, (ctx, ds + starts[s], ds + ends[e])
+      if best is None or (self.version_2 and null_score - best_score > threshold):
         predictions.append("")
         continue
       ctx, s, e = best
