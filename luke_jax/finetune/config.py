@@ -32,7 +32,8 @@ def base_config(task: str) -> ml_collections.ConfigDict:
       # [regex, trainable] rules over '/'-joined parameter paths; empty = everything trains.
       trainable=ml_collections.FieldReference([], field_type=list),
       eval_every_epoch=True, log_every=50, ckpt_every=500, keep_ckpts=2))
-  config.mesh = [("data", -1), ("fsdp", 1), ("tensor", 1)]
+  # A tuple, so `--config.mesh="(('data', 2), ('fsdp', 1), ('tensor', 1))"` overrides it.
+  config.mesh = (("data", -1), ("fsdp", 1), ("tensor", 1))
   config.sharding = ml_collections.ConfigDict(
       {"rules": [list(r) for r in sharding.DEFAULT_RULES]})
   return config
