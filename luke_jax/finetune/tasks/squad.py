@@ -121,7 +121,10 @@ class SquadTask(Task):
     is moved onto its text (counted in the log); a text not found there is a `DataError`.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+      text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+      raise DataError(path, None, f"not UTF-8 text: {e}") from None
     if not text.strip():
       raise DataError(path, None, "empty file")
     try:
