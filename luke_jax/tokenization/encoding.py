@@ -125,11 +125,12 @@ def fill_whole(side: Side, ids: list[int], token_at: dict[int, int]) -> None:
     side.token_spans = [(position[s], position[e]) for s, e in side.spans]
 
 
-def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int) -> None:
+def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int,
+                   offsets: bool = False) -> None:
   """`<ent>`/`<ent2>` around the spans of the classification tasks; spans cover the markers."""
   if task == "entity_classification":
     (start, end), = side.token_spans
-    _insert(side, [(end, marker_1, True), (start, marker_1, False)])
+    _insert(side, [(end, marker_1, True), (start, marker_1, False)], offsets)
     side.token_spans = [(start, end + 2)]
   elif task == "entity_pair_classification":
     head, tail = side.token_spans
@@ -142,10 +143,10 @@ def insert_markers(side: Side, task: str | None, marker_1: int, marker_2: int) -
     inserts = []
     for (start, end), marker in order:
       inserts += [(end, marker, True), (start, marker, False)]
-    _insert(side, inserts)
+    _insert(side, inserts, offsets)
 
 
-def _insert(side: Side, inserts: list[tuple[int, int, bool]]) -> None:
+def _insert(side: Side, inserts: list[tuple[int, int, bool]], offsets: bool) -> None:
   """Inserts marker ids at token positions, applied in the given order (as the reference).
 
   With offsets, a marker is zero-width where its mention starts (opening) or ends (closing),
@@ -153,11 +154,13 @@ def _insert(side: Side, inserts: list[tuple[int, int, bool]]) -> None:
   """
   for pos, marker, closing in inserts:
     side.ids = side.ids[:pos] + [marker] + side.ids[pos:]
-    if side.offsets:
+    if offsets:
       if closing:
         anchor = side.offsets[pos - 1][1] if pos > 0 else 0
+      elif pos < len(side.offsets):
+        anchor = side.offsets[pos][0]
       else:
-        anchor = side.offsets[pos][0] if pos < len(side.offsets) else side.offsets[-1][1]
+        anchor = side.offsets[-1][1] if side.offsets else 0
       side.offsets = side.offsets[:pos] + [(anchor, anchor)] + side.offsets[pos:]
 
 

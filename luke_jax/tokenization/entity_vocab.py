@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 SPECIALS = ("[PAD]", "[UNK]", "[MASK]", "[MASK2]")
 FILE_NAMES = ("entity_vocab.json", "entity_vocab.jsonl", "entity_vocab.tsv")
@@ -81,6 +81,11 @@ class EntityVocab:
   def lookup(self, key: str) -> int:
     """Id of a Hugging Face style key (`"Tokyo"`, `"en:Tokyo"`, `"[MASK]"`), `[UNK]` if absent."""
     return self._by_key.get(key, self.unk_id)
+
+  def lookup_many(self, keys: Sequence[str]) -> list[int]:
+    """`lookup` of each key."""
+    get, unk = self._by_key.get, self.unk_id
+    return [get(k, unk) for k in keys]
 
   def get_entities(self, idx: int) -> list[Entity]:
     return list(self._entities.get(idx, []))
