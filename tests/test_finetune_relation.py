@@ -172,6 +172,7 @@ def test_read_raw(task, tmp_path):
 
 # ---- features ------------------------------------------------------------------------------
 
+@pytest.mark.torch
 def test_features_equal_transformers_tokenizer(task, luke_dir, tmp_path):
   examples = task.read(_write(tmp_path / "train.json", RECORDS), "train")
   labels = task.labels(examples)
@@ -188,6 +189,7 @@ def test_features_equal_transformers_tokenizer(task, luke_dir, tmp_path):
   np.testing.assert_array_equal(features.arrays["entity_ids"], [[0, 3]] * 4)
 
 
+@pytest.mark.torch
 def test_long_sentences_lose_context_not_entities(task, luke_dir, tmp_path):
   words = ("word " * 80).split()
   record = dict(id="long", token=words[:30] + ["Bill", "Gates", "met", "Paul"] + words[:40],
@@ -251,3 +253,52 @@ def test_decode_evaluate_and_write(task, tmp_path):
   path = task.write_predictions(tmp_path / "out" / f"test_predictions{task.prediction_suffix}",
                                 examples, predictions)
   assert path.read_text().splitlines() == predictions
+
+
+# ---- end to end through the trainer --------------------------------------------------------
+
+PATTERNS = [("founded", "org:founded_by"), ("works for", "per:employee_of"),
+            ("met", "no_relation")]
+PEOPLE = ["Bill Gates", "Paul Allen", "Satya Nadella", "Steve Jobs"]
+ORGS = ["Microsoft", "Apple", "Intel", "Sony"]
+
+
+def _synthetic(path, n, seed):
+  """Relations a tiny model can learn from the verb between subject and object."""
+  rng = np.random.default_rng(seed)
+  records = []
+  for i in range(n):
+    verb, relation = PATTERNS[i % len(PATTERNS)]
+    person, org = PEOPLE[rng.integers(4)].split(), ORGS[rng.integers(4)]
+    tokens = ["Yesterday", ","] + person + verb.split() + [org, "-LRB-", "reports", "-RRB-", "."]
+    records.append(dict(id=f"{path.stem}-{i}", token=tokens, subj_start=2,
+                        subj_end=1 + len(person), obj_start=2 + len(person) + len(verb.split()),
+                        obj_end=2 + len(person) + len(verb.split()), relation=relation))
+  return str(_write(path, records))
+
+
+def test_finetune_end_to_end(finetune_base, tmp_path):
+  from luke_jax.finetune import trainer
+  config = finetune_config("tacred")
+  config.init_checkpoint = str(finetune_base)
+  config.data.max_seq_length = 64
+  # 60 rows: one epoch boundary (one checkpoint save) in the 15 steps.
+  config.data.train_file = _synthetic(tmp_path / "train.json", 60, 0)
+  config.data.dev_file = _synthetic(tmp_path / "dev.json", 9, 1)
+  config.data.test_file = _synthetic(tmp_path / "test.json", 6, 2)
+  config.train.update(num_epochs=2, max_steps=15, batch_size=4, eval_batch_size=8,
+                      learning_rate=3e-3, warmup_ratio=0.0, ckpt_every=100,
+                      eval_every_epoch=False)
+  config.model.hidden_dropout_prob = 0.0  # a clean loss curve in 15 steps
+  config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
+  workdir = tmp_path / "work"
+  result = trainer.finetune(config, workdir)
+  losses = [loss for _, loss in result.losses]
+  assert len(losses) == 15 and np.mean(losses[-3:]) < np.mean(losses[:3])
+  results = json.loads((workdir / "results.json").read_text())
+  for split in ("dev", "test"):
+    assert {"precision", "recall", "f1"} <= set(results[split])
+    lines = (workdir / f"{split}_predictions.txt").read_text().splitlines()
+    assert len(lines) == {"dev": 9, "test": 6}[split]
+    assert set(lines) <= {"no_relation", "org:founded_by", "per:employee_of"}
+  assert results["test"] == pytest.approx(result.test)

@@ -157,6 +157,7 @@ def test_read_raw(task, tmp_path):
 
 # ---- features ------------------------------------------------------------------------------
 
+@pytest.mark.torch
 def test_features_equal_transformers_tokenizer(task, luke_dir, tmp_path):
   transformers = pytest.importorskip("transformers")
   from transformers.tokenization_python import PreTrainedTokenizer
@@ -229,3 +230,51 @@ def test_decode_evaluate_and_write(task, tmp_path):
   rows = [json.loads(line) for line in path.read_text().splitlines()]
   assert rows[0] == {"id": "c1", "mention": "Bill Gates", "types": ["person", "time"]}
   assert [r["types"] for r in rows] == predictions
+
+
+# ---- end to end through the trainer --------------------------------------------------------
+
+CONTEXTS = [(["Yesterday"], ["said", "hello", "."], ["person", "entity"]),
+            (["They", "visited"], ["-LRB-", "again", "-RRB-", "."], ["location", "place"]),
+            (["Reports", "say"], ["hired", "staff", "."], ["organization", "group"])]
+NAMES = ["Tokyo", "Bill Gates", "Sony", "Paris", "Apple"]
+
+
+def _synthetic(path, n, seed):
+  """Types a tiny model can learn from the words around the mention."""
+  rng = np.random.default_rng(seed)
+  records = []
+  for i in range(n):
+    left, right, types = CONTEXTS[i % len(CONTEXTS)]
+    records.append(dict(annot_id=f"{path.stem}-{i}", left_context_token=left,
+                        mention_span=NAMES[rng.integers(len(NAMES))], right_context_token=right,
+                        y_str=types + ["fine_type"]))
+  return str(_write_jsonl(path, records))
+
+
+def test_finetune_end_to_end(finetune_base, tmp_path):
+  from luke_jax.finetune import trainer
+  config = finetune_config("open_entity")
+  config.init_checkpoint = str(finetune_base)
+  config.data.max_seq_length = 64
+  # 60 rows: one epoch boundary (one checkpoint save) in the 15 steps.
+  config.data.train_file = _synthetic(tmp_path / "train.json", 60, 0)
+  config.data.dev_file = _synthetic(tmp_path / "dev.json", 9, 1)
+  config.data.test_file = _synthetic(tmp_path / "test.json", 6, 2)
+  config.train.update(num_epochs=2, max_steps=15, batch_size=4, eval_batch_size=8,
+                      learning_rate=3e-3, warmup_ratio=0.0, ckpt_every=100,
+                      eval_every_epoch=False)
+  config.model.hidden_dropout_prob = 0.0  # a clean loss curve in 15 steps
+  config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
+  workdir = tmp_path / "work"
+  result = trainer.finetune(config, workdir)
+  losses = [loss for _, loss in result.losses]
+  assert len(losses) == 15 and np.mean(losses[-3:]) < np.mean(losses[:3])
+  results = json.loads((workdir / "results.json").read_text())
+  for split, n in (("dev", 9), ("test", 6)):
+    assert {"precision", "recall", "f1"} <= set(results[split])
+    rows = [json.loads(line) for line in
+            (workdir / f"{split}_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == n and rows[0]["id"] == f"{split}-0"
+    assert all(set(r["types"]) <= set(entity_typing.GENERAL_TYPES) for r in rows)
+  assert results["test"] == pytest.approx(result.test)
