@@ -40,7 +40,8 @@ def _hf_luke(directory, task):
   return transformers.LukeTokenizer.from_pretrained(directory, task=task)
 
 
-def _hf_mluke(directory, task):
+def hf_mluke_oracle(directory, task):
+  """transformers' MLukeTokenizer over fairseq-order word pieces (also `bench/tokenizer.py`'s)."""
   import sentencepiece
   import transformers
   from transformers.tokenization_python import PreTrainedTokenizer
@@ -173,7 +174,7 @@ def test_luke_matches_transformers(luke_dir, task):
 @pytest.mark.parametrize("task", TASKS)
 def test_mluke_matches_transformers(mluke_dir, task):
   ours = LukeTokenizer.from_pretrained(mluke_dir, task=task)
-  theirs = _hf_mluke(mluke_dir, task)
+  theirs = hf_mluke_oracle(mluke_dir, task)
   names = ["en:Tokyo", "ja:東京", "en:Japan", "zz:Nowhere", "[MASK]"]
   assert _compare(ours, theirs, task, MLUKE_WORDS, names, seed=10 + TASKS.index(task),
                   reset=_reset) == N_PER_TASK

@@ -125,93 +125,90 @@ def encode(word_pieces, texts: Sequence[str], cuts: Cuts, offsets: bool
            ) -> tuple[Tokens, np.ndarray]:
   """Word pieces of every side and the token index at every cut.
 
-  As the reference, each side is encoded piece by piece between its cuts. For byte-level BPE
-  without offsets, a side the backend cannot encode in Python (`WordPieces.is_plain`) whose
-  cuts all fall between pre-tokens is encoded whole instead (the same ids; see
-  `WordPieces.encode_whole`), in one native call for all such sides.
+  As the reference, each side is encoded piece by piece between its cuts, all pieces of the
+  batch in one backend call. For byte-level BPE without offsets, a side the backend cannot
+  encode in Python (`WordPieces.is_plain`) whose cuts all fall between pre-tokens is encoded
+  whole instead (the same ids; see `WordPieces.encode_whole`), in one native call for all such
+  sides.
   """
   num = len(texts)
+  lengths = np.fromiter(map(len, texts), _I64, num)
+  text_start = np.cumsum(lengths) - lengths
+  joined = "".join(texts)
   inner = cuts.pos > 0  # a cut at 0 splits nothing
   cut_side, cut_pos = cuts.side[inner], cuts.pos[inner]
-  count = np.bincount(cut_side, minlength=num)
-  cut_tok = np.zeros(len(cuts.pos), _I64)
   whole = np.zeros(num, bool)
   if not offsets and word_pieces.kind == "bpe":
-    # Plain text is encoded piece by piece in Python (fast); other text whole, natively.
     whole[:] = [not word_pieces.is_plain(t) for t in texts]
     # A cut inside a run of letters or digits never falls between pre-tokens: skip the attempt.
-    text_start = _text_starts(texts)
-    joined = "".join(texts)
-    lengths = np.fromiter(map(len, texts), _I64, num)
     middle = np.flatnonzero((cut_pos < lengths[cut_side]) & whole[cut_side])
     at = text_start[cut_side[middle]] + cut_pos[middle]
     split = [p.isalpha() or p.isdigit() for p in map(joined.__getitem__,
                                                       map(slice, at - 1, at + 1))]
     whole[cut_side[middle[np.asarray(split, bool)]]] = False
-  ids: list = [None] * num
-  side_cut_tok = [None] * num
+  length = np.zeros(num, _I64)
+  inner_tok = np.zeros(len(cut_pos), _I64)
+  whole_ids = []
   if whole.any():
     sides = np.flatnonzero(whole)
-    bounds = np.concatenate([[0], np.cumsum(count)])
-    cut_lists = [cut_pos[bounds[s]:bounds[s + 1]].tolist() for s in sides]
-    for s, result in zip(sides.tolist(), word_pieces.encode_whole([texts[s] for s in sides],
-                                                                    cut_lists)):
-      if result is not None:
-        ids[s], side_cut_tok[s] = result
-      else:
+    bounds = np.searchsorted(cut_side, np.stack([sides, sides + 1]))
+    cut_lists = [cut_pos[a:b].tolist() for a, b in bounds.T]
+    for s, (a, b), result in zip(sides.tolist(), bounds.T.tolist(), word_pieces.encode_whole(
+        [texts[s] for s in sides], cut_lists)):
+      if result is None:
         whole[s] = False
+      else:
+        whole_ids.append(result[0])
+        length[s] = len(result[0])
+        inner_tok[a:b] = result[1]
+
+  # Every other side in pieces [0, c1), [c1, c2), ..., [ck, len), all in one call.
   rest = np.flatnonzero(~whole)
+  rest_cut = ~whole[cut_side]
+  piece_side = np.concatenate([rest, cut_side[rest_cut]])
+  order = np.argsort(piece_side, kind="stable")  # each side's 0 first, then its cuts
+  piece_side = piece_side[order]
+  piece_start = np.concatenate([np.zeros(len(rest), _I64), cut_pos[rest_cut]])[order]
+  last = np.append(piece_side[1:] != piece_side[:-1], True)
+  piece_end = np.where(last, lengths[piece_side], np.roll(piece_start, -1))
+  base = text_start[piece_side]
+  pieces = list(map(joined.__getitem__, map(slice, base + piece_start, base + piece_end)))
   piece_offsets = None
-  if len(rest):
-    # Pieces of the remaining sides: [0, c1), [c1, c2), ..., [ck, len).
-    bounds = np.concatenate([[0], np.cumsum(count)])
-    pieces, owner = [], []
-    for s in rest.tolist():
-      text = texts[s]
-      edges = [0] + cut_pos[bounds[s]:bounds[s + 1]].tolist() + [len(text)]
-      pieces += [text[a:b] for a, b in zip(edges, edges[1:])]
-      owner.append(len(edges) - 1)
-    if offsets:
-      encoded = word_pieces.encode_batch_with_offsets(pieces)
-      piece_ids = [e[0] for e in encoded]
-      piece_offsets = [e[1] for e in encoded]
-    else:
-      piece_ids = word_pieces.encode_batch(pieces)
-    k = 0
-    for s, m in zip(rest.tolist(), owner):
-      chunk = piece_ids[k:k + m]
-      ids[s] = list(itertools.chain.from_iterable(chunk))
-      side_cut_tok[s] = list(itertools.accumulate(len(p) for p in chunk[:-1]))
-      k += m
-  length = np.fromiter(map(len, ids), _I64, num)
-  flat = _flatten(ids, int(length.sum()))
-  start = np.cumsum(length) - length
-  if len(cut_side):
-    cut_tok[inner] = _flatten(side_cut_tok[s] for s in np.flatnonzero(count).tolist())
-  flat_offsets = None
   if offsets:
-    flat_offsets = _piece_offsets(texts, cut_pos, count, rest, piece_offsets, int(length.sum()))
-  return Tokens(flat, start, length, flat_offsets), cut_tok
+    encoded = word_pieces.encode_batch_with_offsets(pieces)
+    piece_ids, piece_len = _flat_lists([e[0] for e in encoded])
+    piece_offsets = np.asarray([o for e in encoded for o in e[1]], _I64).reshape(-1, 2)
+    piece_offsets += np.repeat(piece_start, piece_len)[:, None]
+  else:
+    piece_ids, piece_len = word_pieces.encode_flat(pieces)
+  length[rest] = np.bincount(piece_side, weights=piece_len, minlength=num)[rest].astype(_I64)
+  # Token index at each cut: the tokens of the side's pieces before it.
+  before = np.cumsum(piece_len) - piece_len
+  first = piece_start == 0
+  side_base = np.repeat(before[first], np.bincount(np.cumsum(first) - 1))
+  inner_tok[rest_cut] = (before - side_base)[~first]
+
+  start = np.cumsum(length) - length
+  if not whole_ids:
+    ids = piece_ids
+  else:
+    ids = np.empty(int(length.sum()), _I64)
+    _scatter(ids, piece_ids, start[rest], length[rest])
+    w = np.flatnonzero(whole)
+    _scatter(ids, _flat_lists(whole_ids)[0], start[w], length[w])
+  cut_tok = np.zeros(len(cuts.pos), _I64)
+  cut_tok[inner] = inner_tok
+  return Tokens(ids, start, length, piece_offsets), cut_tok
 
 
-def _text_starts(texts: Sequence[str]) -> np.ndarray:
-  lengths = np.fromiter(map(len, texts), _I64, len(texts))
-  return np.cumsum(lengths) - lengths
+def _flat_lists(lists) -> tuple[np.ndarray, np.ndarray]:
+  lengths = np.fromiter(map(len, lists), _I64, len(lists))
+  return _flatten(lists, int(lengths.sum())), lengths
 
 
-def _piece_offsets(texts, cut_pos, count, rest, piece_offsets, total) -> np.ndarray:
-  """Character offsets in each side's text, from offsets within its pieces."""
-  out = np.zeros((total, 2), _I64)
-  bounds = np.concatenate([[0], np.cumsum(count)])
-  shifted, k = [], 0
-  for s in rest.tolist():
-    edges = [0] + cut_pos[bounds[s]:bounds[s + 1]].tolist()
-    for base in edges:
-      shifted += [(a + base, b + base) for a, b in piece_offsets[k]]
-      k += 1
-  if shifted:
-    out[:] = np.asarray(shifted, _I64)
-  return out
+def _scatter(out: np.ndarray, values: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
+  """Writes consecutive blocks of `values` (of `lengths`) to `out` at `starts`."""
+  out[np.repeat(starts, lengths) + ragged_arange(lengths)] = values
 
 
 # -- 3. task markers -------------------------------------------------------------------------
