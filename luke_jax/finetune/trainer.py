@@ -197,7 +197,9 @@ class _Runner:
     self._eval = None
 
   def init_params(self, seed: int):
-    return nn.unbox(self.module.init(jax.random.PRNGKey(seed), **self._one)["params"])
+    # One jitted program: op-by-op initialisation compiles hundreds of tiny kernels.
+    init = jax.jit(lambda rng: nn.unbox(self.module.init(rng, **self._one)["params"]))
+    return jax.device_get(init(jax.random.PRNGKey(seed)))
 
   def param_shardings(self):
     params = nn.unbox(self.boxed)
