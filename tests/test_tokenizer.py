@@ -44,6 +44,14 @@ def tok(request) -> LukeTokenizer:
   return request.getfixturevalue("bpe" if request.param == "bpe" else "sp")
 
 
+@pytest.fixture(params=["per_example", "columns"])
+def path(request, monkeypatch) -> str:
+  """Runs a test through either encoding path of `LukeTokenizer` (see `_COLUMNS_FROM`)."""
+  monkeypatch.setattr(LukeTokenizer, "_COLUMNS_FROM",
+                      1 if request.param == "columns" else 1 << 30)
+  return request.param
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. Entity vocabulary
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +335,7 @@ def test_offsets_markers_and_pairs(tok, data):
     assert tuple(offsets[positions[-1]]) == (end, end)
 
 
+@pytest.mark.usefixtures("path")
 def test_offsets_examples(bpe, sp):
   text = "Beyoncé lives in  Los Angeles."
   out = bpe(text, entity_spans=[(18, 29)], return_offsets_mapping=True)
@@ -404,6 +413,7 @@ def check_windows(tok, full, windows, text, spans, max_length, stride, prefix_le
   return crossing
 
 
+@pytest.mark.usefixtures("path")
 def test_windows_over_a_batch(tok):
   rng = random.Random(1)
   texts, all_spans = zip(*(long_text(rng, n, alphabet_of(tok)) for n in (400, 30, 250, 5)))
@@ -431,6 +441,7 @@ def test_windows_over_a_batch(tok):
   assert len(seen_ids) > 2, "too few distinct entity ids to tell entities apart"
 
 
+@pytest.mark.usefixtures("path")
 def test_windows_padded_to_numpy(bpe):
   rng = random.Random(2)
   text, spans = long_text(rng, 300, ["the", "cat", "sat", "on", "mat", "é"])
@@ -444,6 +455,7 @@ def test_windows_padded_to_numpy(bpe):
   assert list(out["overflow_to_sample_mapping"][-1:]) == [1]
 
 
+@pytest.mark.usefixtures("path")
 def test_windows_question_fixed_context_windowed(tok):
   rng = random.Random(3)
   question, q_spans = "who is kato?", [(7, 11)]
@@ -470,6 +482,7 @@ def test_windows_question_fixed_context_windowed(tok):
                          prefix_len=len(prefix))
 
 
+@pytest.mark.usefixtures("path")
 def test_windows_need_room(bpe):
   with pytest.raises(ValueError, match="stride"):
     bpe("a b c d e f g h", truncation=True, max_length=6, stride=4,
@@ -481,6 +494,7 @@ def test_windows_need_room(bpe):
 # ---------------------------------------------------------------------------------------------
 # 4. Pre-split words
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("path")
 def test_split_into_words_matches_joined_text(tok):
   words = ["Tokyo", "is", "the", "capital", "of", "Japan", "."]
   word_spans = [(0, 1), (3, 6)]
@@ -502,6 +516,7 @@ def test_split_into_words_matches_joined_text(tok):
     tok(batch, entity_spans=[word_spans, [(2, 5)], [(0, 1)]], is_split_into_words=True)
 
 
+@pytest.mark.usefixtures("path")
 def test_split_into_words_with_pairs(tok):
   q, c = ["where", "is", "it"], ["in", "Tokyo", "Japan"]
   assert (tok(q, c, entity_spans=[(2, 3)], entity_spans_pair=[(1, 3)],
@@ -535,6 +550,7 @@ def _error(task, bpe, *args, **kwargs) -> str:
      ["head span (0, 4)", "tail span (2, 6)", "overlap"]),
     ("entity_span_classification", [], ["at least one span"]),
 ])
+@pytest.mark.usefixtures("path")
 def test_bad_spans_name_example_span_and_rule(bpe, task, spans, words):
   text = "abc def gh"  # 10 characters
   message = _error(task, bpe, text, entity_spans=spans)
@@ -550,6 +566,7 @@ def test_bad_spans_name_example_span_and_rule(bpe, task, spans, words):
     assert word in message, (word, message)
 
 
+@pytest.mark.usefixtures("path")
 def test_bad_pair_spans_and_entities(bpe):
   message = _error(None, bpe, ["a", "b"], ["pair one", "two"],
                    entity_spans_pair=[[(0, 4)], [(1, 9)]])
@@ -683,6 +700,7 @@ BATCH = dict(text=["Tokyo is in Japan.", "Paris", "a b c d e f g"],
              entity_spans=[[(0, 5), (12, 17)], [(0, 5)], [(0, 1), (2, 3), (4, 5)]])
 
 
+@pytest.mark.usefixtures("path")
 def test_numpy_shapes_longest_and_max_length(tok):
   out = tok(**BATCH, padding=True, return_tensors="np")
   lengths = [len(ids) for ids in tok(**BATCH)["input_ids"]]
@@ -705,6 +723,7 @@ def test_numpy_shapes_longest_and_max_length(tok):
     tok(**BATCH, return_tensors="np")
 
 
+@pytest.mark.usefixtures("path")
 def test_left_padding(tok):
   right = tok(**BATCH, padding=True)
   left = tok(**BATCH, padding=True, padding_side="left", return_tensors="np")
@@ -723,3 +742,145 @@ def test_left_padding(tok):
   config_left = LukeTokenizer(tok.word_pieces, tok.entity_vocab, padding_side="left")
   np.testing.assert_array_equal(config_left(**BATCH, padding=True, return_tensors="np")[
       "input_ids"], left["input_ids"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The two encoding paths, and byte-level BPE in Python
+# ---------------------------------------------------------------------------------------------
+PATH_WORDS = {"bpe": ["Tokyo", "New", "York", "it's", "I'm", "42", "...", "(x)", "\t", "a",
+                      "'s", "東京", "café", "😀", "e\u0301", "<mask>", "<", "\x1c"],
+              "sentencepiece": ["kato", "東京", "über", "<mask>", "😀", "ｋａｔｏ", "①", "ka",
+                                "ne", ",", "x", "'s"]}
+
+
+def _random_call(rng: random.Random, tok: LukeTokenizer):
+  """A batched call with random texts, spans and options, errors included."""
+  words = PATH_WORDS[tok.word_pieces.kind]
+  text = lambda: rng.choice(["", " "]) + "".join(
+      rng.choice(words) + rng.choice(["", " ", "  "]) for _ in range(rng.randint(0, 9)))
+  count = {None: lambda: rng.randint(0, 4), "entity_classification": lambda: 1,
+           "entity_pair_classification": lambda: 2,
+           "entity_span_classification": lambda: rng.randint(1, 4)}[tok.task]
+
+  def spans(t, n):
+    cuts = sorted(rng.sample(range(len(t) + 1), min(2 * n, len(t) + 1)))
+    out = list(zip(cuts[::2], cuts[1::2]))
+    if rng.random() < 0.03:
+      out.append(rng.choice([(2, 1), (0, len(t) + 3), (1, 1), (0.5, 2)]))  # bad input
+    return [s for s in out if s[0] != s[1]] if rng.random() < 0.97 else out
+
+  size = rng.randint(1, 6)
+  texts = [text() for _ in range(size)]
+  kwargs = {}
+  if tok.task is not None or rng.random() < 0.85:
+    kwargs["entity_spans"] = [spans(t, count()) for t in texts]
+    if tok.task is None and rng.random() < 0.4:
+      kwargs["entities"] = [[rng.choice(["Tokyo", "Japan", "Nope", "en:Tokyo"]) for _ in s]
+                            for s in kwargs["entity_spans"]]
+  if rng.random() < 0.35:
+    kwargs["text_pair"] = [text() for _ in texts]
+    if "entity_spans" in kwargs and rng.random() < 0.6:
+      kwargs["entity_spans_pair"] = [spans(t, rng.randint(0, 3)) for t in kwargs["text_pair"]]
+  if rng.random() < 0.5:
+    kwargs.update(truncation=rng.choice([True, "only_first", "only_second", False]),
+                  max_length=rng.choice([None, rng.randint(0, 30)]))
+  if rng.random() < 0.3:
+    kwargs.update(max_entity_length=rng.randint(0, 3), truncation=kwargs.get("truncation", True))
+  if rng.random() < 0.15:
+    kwargs.update(return_overflowing_tokens=True, truncation=rng.choice([True, "only_second"]),
+                  max_length=rng.randint(4, 24), stride=rng.randint(0, 4))
+  for key, options, p in (("padding", [True, "max_length", False], 0.5),
+                          ("pad_to_multiple_of", [4, 8], 0.15),
+                          ("padding_side", ["left", "right"], 0.2),
+                          ("return_tensors", ["np"], 0.4), ("add_special_tokens", [False], 0.15),
+                          ("max_mention_length", [1, 3], 0.2),
+                          ("return_token_type_ids", [True], 0.2),
+                          ("return_attention_mask", [False], 0.15),
+                          ("return_length", [True], 0.15),
+                          ("return_offsets_mapping", [True], 0.2)):
+    if rng.random() < p:
+      kwargs[key] = rng.choice(options)
+  if size == 1 and rng.random() < 0.5:  # one example, not a batch
+    texts = texts[0]
+    kwargs = {k: v[0] if k in ("text_pair", "entity_spans", "entity_spans_pair", "entities")
+              else v for k, v in kwargs.items()}
+  return texts, kwargs
+
+
+def _outcome(tok, texts, kwargs, monkeypatch, columns_from):
+  monkeypatch.setattr(LukeTokenizer, "_COLUMNS_FROM", columns_from)
+  try:
+    return dict(tok(texts, **kwargs))
+  except ValueError as e:
+    return f"ValueError: {e}"
+
+
+def _same(a, b) -> bool:
+  if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+            and a.shape == b.shape and bool((a == b).all()))
+  if isinstance(a, dict):
+    return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+  if isinstance(a, (list, tuple)):
+    return (type(a) is type(b) and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b)))
+  return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("task", [None, "entity_classification", "entity_pair_classification",
+                                  "entity_span_classification"])
+@pytest.mark.parametrize("kind", ["bpe", "sp"])
+def test_paths_agree_on_random_calls(request, kind, task, monkeypatch):
+  """Column-wise and per-example encoding give the same outputs and the same errors."""
+  base = request.getfixturevalue(kind)
+  rng = random.Random(f"{kind} {task}")
+  for side in ("right", "left"):
+    tok = LukeTokenizer(base.word_pieces, base.entity_vocab, task=task, truncation_side=side)
+    for _ in range(150):
+      texts, kwargs = _random_call(rng, tok)
+      columns = _outcome(tok, texts, kwargs, monkeypatch, 1)
+      examples = _outcome(tok, texts, kwargs, monkeypatch, 1 << 30)
+      assert _same(columns, examples), (texts, kwargs, columns, examples)
+
+
+PLAIN_TEXT = st.lists(st.sampled_from(
+    list("\t\n\x0b\x0c\r !\"#$%&'()*+,-./0123456789:;<=>?@AZaz[\\]^_`{|}~") +
+    ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "the", "Tokyo", "42", "  ", "\n\n",
+     " \t ", "...", "<mask>", "é"]), max_size=16).map("".join)
+
+
+@FAST
+@given(text=PLAIN_TEXT)
+def test_plain_bpe_matches_the_library(bpe, text):
+  """Byte-level BPE in Python (`backends._PlainBpe`) gives the library's ids, or declines."""
+  pieces = bpe.word_pieces
+  native = pieces.tokenizer.encode(text, add_special_tokens=False).ids
+  assert pieces.is_plain(text) == ("<" not in text and "é" not in text)
+  assert pieces.encode_batch([text]) == [native]
+  ids, lengths = pieces.encode_flat([text, text])
+  assert ids.tolist() == native * 2 and lengths.tolist() == [len(native)] * 2
+
+
+def test_plain_bpe_every_character(bpe):
+  pieces = bpe.word_pieces
+  plain = pieces._plain  # pylint: disable=protected-access
+  assert plain is not None
+  for c in plain.CHARS:
+    for text in (c, f"a{c}b", f" {c} ", c * 3, f"x {c}  y", f"1{c}2", f"'{c}s"):
+      native = pieces.tokenizer.encode(text, add_special_tokens=False).ids
+      assert pieces.encode_batch([text]) == [native], repr(text)
+  # Beyond plain ASCII (and the added tokens' "<"), the library encodes.
+  for text in ("café", "a\x1cb", "<mask>", "東京"):
+    assert not pieces.is_plain(text)
+
+
+def test_flat_encoding_matches_lists(tok):
+  rng = random.Random(5)
+  words = PATH_WORDS[tok.word_pieces.kind]
+  texts = ["".join(rng.choice(words) + rng.choice(["", " "]) for _ in range(rng.randint(0, 8)))
+           for _ in range(200)]
+  for batch in (texts[:3], texts, [t for t in texts if "<" not in t]):
+    lists = tok.word_pieces.encode_batch(batch)
+    ids, lengths = tok.word_pieces.encode_flat(batch)
+    assert lengths.tolist() == [len(x) for x in lists]
+    assert ids.tolist() == [i for x in lists for i in x]

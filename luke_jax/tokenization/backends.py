@@ -199,7 +199,7 @@ class _PlainBpe:
   @classmethod
   def build(cls, tokenizer: tokenizers.Tokenizer) -> "_PlainBpe | None":
     pre, model = tokenizer.pre_tokenizer, tokenizer.model
-    if not (type(pre) is pre_tokenizers.ByteLevel and pre.use_regex  # pylint: disable=unidiomatic-typecheck
+    if not (isinstance(pre, pre_tokenizers.ByteLevel) and pre.use_regex
             and not pre.add_prefix_space and tokenizer.normalizer is None
             and isinstance(model, models.BPE) and model.dropout is None):
       return None
