@@ -302,3 +302,9 @@ def test_finetune_end_to_end(finetune_base, tmp_path):
     assert len(lines) == {"dev": 9, "test": 6}[split]
     assert set(lines) <= {"no_relation", "org:founded_by", "per:employee_of"}
   assert results["test"] == pytest.approx(result.test)
+  # --predict_only on marked plain text with the best model.
+  raw = tmp_path / "raw.txt"
+  raw.write_text("<e1>Bill Gates</e1> founded <e2>Sony</e2> .\n<e2>Intel</e2> met <e1>Paul</e1>\n")
+  predictions = trainer.predict(config, workdir / "best", raw, tmp_path / "raw_predictions.txt")
+  assert (tmp_path / "raw_predictions.txt").read_text().splitlines() == predictions
+  assert len(predictions) == 2

@@ -278,3 +278,10 @@ def test_finetune_end_to_end(finetune_base, tmp_path):
     assert len(rows) == n and rows[0]["id"] == f"{split}-0"
     assert all(set(r["types"]) <= set(entity_typing.GENERAL_TYPES) for r in rows)
   assert results["test"] == pytest.approx(result.test)
+  # --predict_only on marked plain text with the best model.
+  raw = tmp_path / "raw.txt"
+  raw.write_text("They visited <e>Tokyo</e> again .\n<e>Sony</e> hired staff .\n")
+  predictions = trainer.predict(config, workdir / "best", raw, tmp_path / "raw.jsonl")
+  rows = [json.loads(line) for line in (tmp_path / "raw.jsonl").read_text().splitlines()]
+  assert [r["mention"] for r in rows] == ["Tokyo", "Sony"] and [r["id"] for r in rows] == ["1", "2"]
+  assert [r["types"] for r in rows] == predictions

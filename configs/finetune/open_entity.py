@@ -13,8 +13,7 @@ length 30; AdamW without bias correction, betas (0.9, 0.98), 6% warmup then line
 base config). Prediction only (one sentence per line, the mention marked `<e>...</e>`):
 
   python run_finetune.py --config configs/finetune/open_entity.py --predict_only \
-      --checkpoint /tmp/luke_open_entity --predict_file sentences.txt \
-      --workdir /tmp/luke_open_entity
+      --predict_file sentences.txt --workdir /tmp/luke_open_entity  # -> predictions.jsonl
 """
 
 import ml_collections

@@ -12,7 +12,7 @@ effective batch). Prediction only (one sentence per line, `<e1>subject</e1>` and
 `<e2>object</e2>` marked):
 
   python run_finetune.py --config configs/finetune/tacred.py --predict_only \
-      --checkpoint /tmp/luke_tacred --predict_file sentences.txt --workdir /tmp/luke_tacred
+      --predict_file sentences.txt --workdir /tmp/luke_tacred  # -> predictions.txt
 """
 
 import ml_collections
