@@ -61,6 +61,9 @@ class LukeConfig:
   param_dtype: str = "float32"
   scan_layers: bool = False
   remat_policy: str = "none"
+  # "fused" (fewer, larger attention ops; cuDNN flash on GPU when it applies) or "unfused" (the
+  # four-block reference). Same numbers either way; "fused" is the faster one.
+  attention_impl: str = "fused"
   # transformers 5 no longer ties `lm_head.decoder.weight` to the word embeddings; released
   # checkpoints store equal tensors (tied), models trained with transformers 5 may not.
   tie_word_decoder: bool = True
@@ -73,6 +76,8 @@ class LukeConfig:
       raise ValueError(f"hidden_act {self.hidden_act!r} is not supported (LUKE uses exact 'gelu')")
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"remat_policy {self.remat_policy!r} not in {sorted(REMAT_POLICIES)}")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"attention_impl {self.attention_impl!r} not in {sorted(ATTENTION_IMPLS)}")
 
   @property
   def head_dim(self) -> int:
@@ -128,7 +133,8 @@ class LukeConfig:
     d: dict[str, Any] = {"model_type": "luke"}
     if architecture:
       d["architectures"] = [architecture]
-    jax_only = {"dtype", "param_dtype", "scan_layers", "remat_policy", "tie_word_decoder"}
+    jax_only = {"dtype", "param_dtype", "scan_layers", "remat_policy", "tie_word_decoder",
+                "attention_impl"}
     for f in dataclasses.fields(self):
       if f.name in jax_only:
         continue
@@ -143,6 +149,8 @@ class LukeConfig:
 
 
 REMAT_POLICIES = ("none", "minimal", "full")
+# `LukeConfig.attention_impl` values (luke_jax.models.attention).
+ATTENTION_IMPLS = ("fused", "unfused")
 
 _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 _LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from luke_jax.models import layers
-from luke_jax.models.attention import LukeSelfAttention, attention_bias
+from luke_jax.models.attention import LukeSelfAttention
 from luke_jax.models.config import LukeConfig
 
 Array = jax.Array
@@ -120,13 +120,15 @@ class LukeLayer(nn.Module):
   output_attentions: bool = False
 
   @nn.compact
-  def __call__(self, hidden: Array, bias: Array | None):
+  def __call__(self, hidden: Array, mask: Array | None):
+    """`hidden` `[batch, T+E, embed]`; `mask` `[batch, T+E]` key mask (nonzero = attend)."""
     cfg = self.config
     drop = lambda x: nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
     hidden = nn.with_logical_constraint(
         hidden, ("activation_batch", "activation_length", "activation_embed"))
     context, probs = LukeSelfAttention(cfg, self.num_words, self.deterministic,
-                                       name="attention_self")(hidden, bias)
+                                       self.output_attentions,
+                                       name="attention_self")(hidden, mask)
     attn = _dense(cfg, cfg.hidden_size, ("heads", "kv", "embed"), "attention_output_dense",
                   axis=(-2, -1))(context)
     attn = _layer_norm(cfg, "attention_output_LayerNorm")(drop(attn) + hidden)
@@ -134,7 +136,7 @@ class LukeLayer(nn.Module):
                                "intermediate_dense")(attn))
     out = _dense(cfg, cfg.hidden_size, ("mlp", "embed"), "output_dense")(inter)
     out = _layer_norm(cfg, "output_LayerNorm")(drop(out) + attn)
-    return out, (probs if self.output_attentions else None)
+    return out, probs
 
 
 _REMAT = {
@@ -153,12 +155,12 @@ class _ScannedLayer(nn.Module):
   output_hidden_states: bool = False
 
   @nn.compact
-  def __call__(self, hidden, bias):
+  def __call__(self, hidden, mask):
     layer_cls = LukeLayer
     if self.config.remat_policy != "none":
       layer_cls = nn.remat(LukeLayer, policy=_REMAT[self.config.remat_policy], prevent_cse=False)
     out, probs = layer_cls(self.config, self.num_words, self.deterministic,
-                           self.output_attentions, name="layer")(hidden, bias)
+                           self.output_attentions, name="layer")(hidden, mask)
     return out, (hidden if self.output_hidden_states else None, probs)
 
 
@@ -172,7 +174,7 @@ class LukeEncoder(nn.Module):
   output_hidden_states: bool = False
 
   @nn.compact
-  def __call__(self, hidden: Array, bias: Array | None):
+  def __call__(self, hidden: Array, mask: Array | None):
     cfg = self.config
     if cfg.scan_layers:
       scanned = nn.scan(
@@ -181,7 +183,7 @@ class LukeEncoder(nn.Module):
           metadata_params={nn.PARTITION_NAME: "layers"})
       hidden, (states, probs) = scanned(cfg, self.num_words, self.deterministic,
                                         self.output_attentions, self.output_hidden_states,
-                                        name="scan")(hidden, bias)
+                                        name="scan")(hidden, mask)
       all_hidden = None
       if self.output_hidden_states:
         all_hidden = tuple(states[i] for i in range(cfg.num_hidden_layers)) + (hidden,)
@@ -195,7 +197,7 @@ class LukeEncoder(nn.Module):
     for i in range(cfg.num_hidden_layers):
       all_hidden.append(hidden)
       hidden, probs = layer_cls(cfg, self.num_words, self.deterministic, self.output_attentions,
-                                name=f"layer_{i}")(hidden, bias)
+                                name=f"layer_{i}")(hidden, mask)
       all_probs.append(probs)
     all_hidden.append(hidden)
     return (hidden, tuple(all_hidden) if self.output_hidden_states else None,
@@ -251,10 +253,11 @@ class LukeModel(nn.Module):
       if self.is_initializing():
         entity_module(jnp.zeros((batch, 1), jnp.int32), jnp.zeros((batch, 1, 1), jnp.int32), None)
       hidden, mask = words, attention_mask
-    bias = attention_bias(mask)
+    # The key mask goes down as is: the attention turns it into what its kernel wants (an
+    # additive [B, 1, 1, S] bias for the explicit math), never a [B, heads, S, S] tensor.
     hidden, all_hidden, all_probs = LukeEncoder(
         cfg, num_words, deterministic, output_attentions, output_hidden_states,
-        name="encoder")(hidden, bias)
+        name="encoder")(hidden, mask)
     has_entities = entity_ids is not None
     split = lambda h: (h[:, :num_words], h[:, num_words:] if has_entities else None)
     word_last, entity_last = split(hidden)
