@@ -32,8 +32,8 @@ RECORDS = [
 def task(luke_dir):
   config = finetune_config("tacred")
   config.data.max_seq_length = 64
-  return relation.RelationTask(
-      config.data, LukeTokenizer.from_pretrained(luke_dir, task=relation.RelationTask.tokenizer_task))
+  tokenizer = LukeTokenizer.from_pretrained(luke_dir, task=relation.RelationTask.tokenizer_task)
+  return relation.RelationTask(config.data, tokenizer)
 
 
 def _write(path, records, jsonl=False):
@@ -127,8 +127,9 @@ def test_bad_records_name_file_and_example(task, tmp_path, change, expected):
   assert expected in message and str(path) in message and "'a2'" in message
   # JSON lines: the error names the line.
   path = _write(tmp_path / "train.jsonl", records, jsonl=True)
-  with pytest.raises(DataError, match=rf"{path}:2: .*{expected.replace('(', '.').replace(')', '.')}"):
+  with pytest.raises(DataError) as info:
     task.read(path, "train")
+  assert str(info.value).startswith(f"{path}:2: ") and expected in str(info.value)
 
 
 @pytest.mark.parametrize("content, where", [("", None), ("  \n", None), ("[]", None),
