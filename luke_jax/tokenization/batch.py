@@ -6,15 +6,19 @@ each step is a handful of numpy operations over the whole batch:
 
 1. `segment`: the cut points of every side (span boundaries, moved left over one space, as the
    reference does), found for all spans at once;
-2. `encode`: one native call for the texts that can be encoded whole, one for the pieces of the
-   rest, and the token index at every cut;
+2. `encode`: one backend call for the pieces between the cuts of all sides (and one native call
+   for the byte-level BPE texts that can be encoded whole), and the token index at every cut;
 3. `insert_markers`: `<ent>`/`<ent2>` for the classification tasks;
-4. `assemble`: which tokens and entities each output row keeps (truncation), and where they go;
-5. `to_arrays` / `to_lists`: the padded arrays, or the lists, that the call returns.
+4. `example_rows` / `window_rows`, then `assemble`: which tokens and entities each output row
+   keeps (truncation), and where they go;
+5. `outputs`: the padded arrays, or the lists, that the call returns.
 
 Only rows that truncate, and windows, take a short Python step each; everything else is flat.
-The scalar rules (`encoding.truncate`, `encoding.truncate_native`) are the single source of truth
+The scalar rules (`encoding.truncate`, `encoding.truncate_native`) stay the one source of truth
 for truncation: rows apply them to `range` objects, whose slices say what a list would keep.
+The numpy steps cost ~0.5 ms per call whatever its size, so `LukeTokenizer` takes this path for
+batches only, and encodes a few examples one by one with `encoding`'s helpers; tests hold the
+two paths to the same outputs.
 """
 
 from __future__ import annotations
@@ -108,11 +112,11 @@ def segment(texts: Sequence[str], entities: Entities) -> Cuts:
                          entities.side * stride + entities.char_end])
   boundary, boundary_of = np.unique(keys, return_inverse=True)
   side, pos = np.divmod(boundary, stride)
-  # The character before each boundary, from the code points of the joined texts.
+  # The character before each boundary, from the code points of the joined texts (not empty:
+  # a span holds at least one character).
   text_start = np.cumsum(lengths) - lengths
   code = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
-  before = np.where(pos > 0, code[np.maximum(text_start[side] + pos - 1, 0)] if len(code)
-                    else 0, 0)
+  before = code[np.maximum(text_start[side] + pos - 1, 0)]
   cut = pos - ((pos > 0) & (before == ord(" ")))
   cut_key, cut_of = np.unique(side * stride + cut, return_inverse=True)
   cut_side, cut_pos = np.divmod(cut_key, stride)
@@ -140,6 +144,7 @@ def encode(word_pieces, texts: Sequence[str], cuts: Cuts, offsets: bool
   whole = np.zeros(num, bool)
   if not offsets and word_pieces.kind == "bpe":
     whole[:] = [not word_pieces.is_plain(t) for t in texts]
+  if whole.any():
     # A cut inside a run of letters or digits never falls between pre-tokens: skip the attempt.
     middle = np.flatnonzero((cut_pos < lengths[cut_side]) & whole[cut_side])
     at = text_start[cut_side[middle]] + cut_pos[middle]
@@ -472,6 +477,7 @@ class Padding:
 
 @dataclasses.dataclass
 class Specials:
+  """The ids that `outputs` writes: word specials, word padding, entity padding."""
   cls: int
   sep: int
   pad: int

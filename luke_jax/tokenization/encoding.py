@@ -1,9 +1,11 @@
-"""From text and character entity spans to word and entity ids, as the reference does it.
+"""From text and character entity spans to word and entity ids, one example at a time.
 
-`segment` splits one text at every span boundary (the reference's boundary-forced splitting),
-`assemble` turns the word pieces of those segments into one example (task markers, entity ids,
-truncation, special tokens), and `pad_batch` pads a batch. All segments of a batch are encoded by
-one native `encode_batch` call in between (see `LukeTokenizer.__call__`).
+The reference's rules as scalar helpers: `check_spans` validates spans, `segment` splits one
+text at every span boundary (the reference's boundary-forced splitting), `fill` / `fill_whole`
+map the boundaries to tokens once the pieces are encoded, `insert_markers` adds the
+classification tasks' markers, and `truncate` / `truncate_native` are transformers' two
+truncation rules. `LukeTokenizer` encodes a few examples with these (see `_encode_examples`);
+the column-wise batch path (`batch`) reuses the validation and truncation rules.
 """
 
 from __future__ import annotations
