@@ -1,9 +1,10 @@
 """Throughput of luke-jax's `LukeTokenizer` against transformers 5's `LukeTokenizer` and
 `MLukeTokenizer`, per task mode, batched and one example per call.
 
-Generates `--num` sentences (fixed seed) of 8-40 common words with entity spans and, for
-`task=None`, titles (a quarter unknown): 1-4 spans, one for `entity_classification`, two for
-`entity_pair_classification`. For each tokenizer (LUKE: byte-level BPE; mLUKE: SentencePiece)
+Generates `--num` sentences (fixed seed) of 8-40 common English words (`--non_ascii`: the share
+with one word beyond ASCII, Latin-script or not; see `NON_ASCII`)
+with entity spans and, for `task=None`, titles (a quarter unknown): 1-4 spans, one for
+`entity_classification`, two for `entity_pair_classification`. For each tokenizer (LUKE: byte-level BPE; mLUKE: SentencePiece)
 and task mode it times four cases on the same sentences: ours batched (`--batch_size` at a time,
 `padding=True`, `return_tensors="np"`), ours one example per call (the first `--num_single`
 sentences, lists), and the same two with transformers. Each time is the median of `--repeats`
@@ -24,6 +25,7 @@ SentencePiece model trained here on generated sentences, in mLUKE's layout. Both
 vocabularies hold the titles used.
 
   python bench/tokenizer.py [--num 10000] [--num_single 2000] [--batch_size 256] [--clock cpu]
+                            [--non_ascii 0.3] [--tokenizers LUKE] [--tasks None,entity_classification]
 """
 
 from __future__ import annotations
@@ -103,13 +105,22 @@ def build_sentencepiece_dir(sentences: list[str], directory: Path,
   return directory
 
 
-def make_sentences(num: int, words: list[str], seed: int = 0):
-  """`num` sentences of 8-40 words, and the word index where each starts."""
+# Words beyond ASCII. Byte-level BPE encodes Latin-script text and common punctuation in Python,
+# a sentence with any other script (the last four) in the library.
+NON_ASCII = ("café", "naïve", "Zürich", "São", "Ångström", "“quoted”", "—", "résumé",
+             "東京", "Москва", "Αθήνα", "😀")
+
+
+def make_sentences(num: int, words: list[str], seed: int = 0, non_ascii: float = 0.0):
+  """`num` sentences of 8-40 words (a `non_ascii` share with one word from `NON_ASCII`), and
+  the words of each with the character where each starts."""
   rng = random.Random(seed)
   texts, starts = [], []
   for _ in range(num):
     sentence = [rng.choice(words) for _ in range(rng.randint(8, 40))]
     sentence[0] = sentence[0].capitalize()
+    if rng.random() < non_ascii:
+      sentence[rng.randrange(len(sentence))] = rng.choice(NON_ASCII)
     positions, pos = [], 0
     for w in sentence:
       positions.append(pos)
@@ -201,6 +212,8 @@ def main() -> int:
   parser.add_argument("--tokenizers", default="LUKE,mLUKE")
   parser.add_argument("--tasks", default=",".join(str(t) for t in TASKS),
                       help="task modes, comma-separated (None for no task)")
+  parser.add_argument("--non_ascii", type=float, default=0.0,
+                      help="share of sentences with one non-ASCII word")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
 
@@ -210,7 +223,7 @@ def main() -> int:
   tmp = Path(tempfile.mkdtemp())
   luke_dir = build_bpe_dir(GPT2_DIR, tmp / "luke")
   words = vocabulary_words(LukeTokenizer.from_pretrained(luke_dir))
-  texts, starts = make_sentences(args.num, words, args.seed)
+  texts, starts = make_sentences(args.num, words, args.seed, args.non_ascii)
   dirs = {"LUKE": luke_dir}
   if "mLUKE" in args.tokenizers:
     dirs["mLUKE"] = build_sentencepiece_dir(texts, tmp / "mluke")
@@ -218,9 +231,9 @@ def main() -> int:
   chunks = [slice(i, i + args.batch_size) for i in range(0, args.num, args.batch_size)]
   tasks = [None if t == "None" else t for t in args.tasks.split(",")]
 
-  print(f"{args.num} sentences of 8-40 words, batches of {args.batch_size} (padding=True, "
-        f"numpy), one-by-one on {num_single}; median of {args.repeats} runs after a warm-up, "
-        f"{args.clock} clock")
+  print(f"{args.num} sentences of 8-40 words ({args.non_ascii:.0%} with a non-ASCII word), "
+        f"batches of {args.batch_size} (padding=True, numpy), one-by-one on {num_single}; "
+        f"median of {args.repeats} runs after a warm-up, {args.clock} clock")
   header = (f"{'tokenizer':<10}{'task':<28}{'case':<12}{'ours ex/s':>11}"
             f"{'transformers ex/s':>19}{'ours/theirs':>13}")
   print(header)

@@ -19,6 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import SP_ALPHABET as SP_TRAINING_ALPHABET
+from luke_jax.tokenization import backends
 from luke_jax.tokenization.entity_vocab import EntityVocab
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
@@ -843,10 +844,12 @@ def test_paths_agree_on_random_calls(request, kind, task, monkeypatch):
       assert _same(columns, examples), (texts, kwargs, columns, examples)
 
 
+PLAIN_CHARS = backends._plain_chars()  # pylint: disable=protected-access
 PLAIN_TEXT = st.lists(st.sampled_from(
     list("\t\n\x0b\x0c\r !\"#$%&'()*+,-./0123456789:;<=>?@AZaz[\\]^_`{|}~") +
     ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "the", "Tokyo", "42", "  ", "\n\n",
-     " \t ", "...", "<mask>", "é"]), max_size=16).map("".join)
+     " \t ", "...", "<mask>", "é", "Zürich", "naïve", "e\u0301", "“", "”", "—", "²", "½", "ǅ",
+     "€", "東京", "\x1c", "\xa0", "\u2028", "ﬁ"]), max_size=16).map("".join)
 
 
 @FAST
@@ -855,22 +858,23 @@ def test_plain_bpe_matches_the_library(bpe, text):
   """Byte-level BPE in Python (`backends._PlainBpe`) gives the library's ids, or declines."""
   pieces = bpe.word_pieces
   native = pieces.tokenizer.encode(text, add_special_tokens=False).ids
-  assert pieces.is_plain(text) == ("<" not in text and "é" not in text)
+  assert pieces.is_plain(text) == all(c in PLAIN_CHARS and c != "<" for c in text)
   assert pieces.encode_batch([text]) == [native]
   ids, lengths = pieces.encode_flat([text, text])
   assert ids.tolist() == native * 2 and lengths.tolist() == [len(native)] * 2
 
 
 def test_plain_bpe_every_character(bpe):
+  """Python's and Oniguruma's regex classes agree on every character encoded in Python."""
   pieces = bpe.word_pieces
-  plain = pieces._plain  # pylint: disable=protected-access
-  assert plain is not None
-  for c in plain.CHARS:
-    for text in (c, f"a{c}b", f" {c} ", c * 3, f"x {c}  y", f"1{c}2", f"'{c}s"):
+  assert pieces._plain is not None  # pylint: disable=protected-access
+  for c in PLAIN_CHARS:
+    for text in (c, f"a{c}b", f" {c} ", c * 3, f"x {c}  y", f"1{c}2", f"'{c}s", f"{c}'s",
+                 f"é{c}", f"{c}²", f" {c}\n"):
       native = pieces.tokenizer.encode(text, add_special_tokens=False).ids
       assert pieces.encode_batch([text]) == [native], repr(text)
-  # Beyond plain ASCII (and the added tokens' "<"), the library encodes.
-  for text in ("café", "a\x1cb", "<mask>", "東京"):
+  # Other spaces and controls, other scripts, and the added tokens' "<": the library encodes.
+  for text in ("a\x1cb", "a\xa0b", "a\u2028b", "<mask>", "東京", "ﬁ"):
     assert not pieces.is_plain(text)
 
 

@@ -6,9 +6,9 @@ special tokens, in the same order. SentencePiece runs through the `sentencepiece
 fairseq id order, as mLUKE was trained.
 
 Most of the native byte-level time goes to its pre-tokenizer (a regex over a string that tracks
-alignments), not to BPE. For plain ASCII text the same regex in Python, plus a cache of each
-pre-token's ids, gives the very same ids several times faster (`_PlainBpe`); any other text goes
-to the library.
+alignments), not to BPE. For ASCII and Latin-script text the same regex in Python, plus a cache
+of each pre-token's ids, gives the very same ids several times faster (`_PlainBpe`); any other
+text goes to the library.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -168,32 +169,59 @@ class WordPieces:
     return idx
 
 
+def _plain_chars() -> str:
+  """The characters `_PlainBpe` encodes: ASCII and common Latin-script text.
+
+  ASCII letters, digits, punctuation, space and the ASCII whitespace controls; Latin-1's letters
+  and signs (no-break space and soft hyphen aside), Latin Extended-A and -B, combining
+  diacritics (decomposed accents), general punctuation (dashes, curly quotes, ellipsis, per
+  mille; its spaces and separators aside) and the euro sign. Every other space or control
+  (Python counts U+001C..U+001F as spaces, Oniguruma does not) and every other script goes to
+  the library: there, Python's and Oniguruma's Unicode tables may disagree. On these characters
+  they agree, which `tests/test_tokenizer.py` checks character by character.
+  """
+  ranges = [(0x20, 0x7e), (0xa1, 0xac), (0xae, 0x24f), (0x300, 0x36f), (0x2010, 0x2027),
+            (0x2030, 0x205e), (0x20ac, 0x20ac)]
+  return "\t\n\x0b\x0c\r" + "".join(chr(c) for a, b in ranges for c in range(a, b + 1))
+
+
+class _ByteMap(dict):
+  """Character -> its byte-level string (the UTF-8 bytes as GPT-2's printable characters), as
+  `str.translate` table, read from the library's own pre-tokenizer on first use."""
+
+  def __init__(self, pre_tokenizer):
+    super().__init__()
+    self.pre_tokenizer = pre_tokenizer
+
+  def __missing__(self, code: int) -> str:
+    mapped = self[code] = self.pre_tokenizer.pre_tokenize_str(chr(code))[0][0]
+    return mapped
+
+
 class _PlainBpe:
-  """Byte-level BPE of plain ASCII text, pre-tokenized in Python, with each pre-token cached.
+  """Byte-level BPE of plain text, pre-tokenized in Python, with each pre-token's ids cached.
 
   Exact where it is used. The tokenizer must be exactly a byte-level pre-tokenizer (the GPT-2
   regex, no prefix space) and a BPE model, without dropout or normaliser. The text may hold
-  only ASCII letters, digits, punctuation, space, tab, newline, vertical tab, form feed and
-  carriage return, and no character that starts an added token (so no added token can match).
-  On those characters Python's `re` and the library's Oniguruma agree on the regex's classes;
-  beyond them they may not (Unicode versions of letter and digit categories; Python counts
-  U+001C..U+001F as spaces, Oniguruma does not), so other text goes to the library. Each
-  pre-token is byte-mapped and encoded by the library's own BPE model once; its ids are cached.
+  only `_plain_chars()`, and no character that starts an added token (so no added token can
+  match). Each pre-token is byte-mapped and encoded by the library's own BPE model once.
   """
 
-  # The byte-level pre-tokenizer's regex, with \p{L} and \p{N} spelt for ASCII.
-  SPLIT = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+"
-                     r"|\s+(?!\S)|\s+")
-  CHARS = "\t\n\x0b\x0c\r" + "".join(map(chr, range(0x20, 0x7f)))
   CACHE_SIZE = 1 << 18
 
   def __init__(self, tokenizer: tokenizers.Tokenizer, excluded: str):
     self.model = tokenizer.model
-    # The byte -> unicode map, read from the library's own pre-tokenizer.
-    self.table = str.maketrans({c: tokenizer.pre_tokenizer.pre_tokenize_str(c)[0][0]
-                                for c in self.CHARS})
-    allowed = "".join(c for c in self.CHARS if c not in excluded)
-    self.other = re.compile("[^" + re.escape(allowed) + "]")
+    self.table = _ByteMap(tokenizer.pre_tokenizer)
+    chars = _plain_chars()
+    # The byte-level pre-tokenizer's regex, `\p{L}` and `\p{N}` spelt out over these
+    # characters (all of whose spaces are ASCII, where `\s` means the same in both engines).
+    letters = re.escape("".join(c for c in chars if unicodedata.category(c)[0] == "L"))
+    digits = re.escape("".join(c for c in chars if unicodedata.category(c)[0] == "N"))
+    self.split = re.compile(
+        rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{letters}]+| ?[{digits}]+| ?[^\s{letters}{digits}]+"
+        r"|\s+(?!\S)|\s+").findall
+    self.other = re.compile("[^" + re.escape("".join(c for c in chars if c not in excluded))
+                            + "]")
     self.cache: dict[str, list[int]] = {}
 
   @classmethod
@@ -211,7 +239,7 @@ class _PlainBpe:
 
   def encode(self, text: str) -> list[int]:
     ids, cache = [], self.cache
-    for word in self.SPLIT.findall(text):
+    for word in self.split(text):
       piece = cache.get(word)
       if piece is None:
         piece = self._encode_word(word)
@@ -219,7 +247,7 @@ class _PlainBpe:
     return ids
 
   def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    ids, lengths, cache, split = [], [], self.cache, self.SPLIT.findall
+    ids, lengths, cache, split = [], [], self.cache, self.split
     for text in texts:
       before = len(ids)
       for word in split(text):
