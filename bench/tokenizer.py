@@ -1,16 +1,16 @@
 """Throughput of luke-jax's `LukeTokenizer` against transformers 5's `LukeTokenizer` and
 `MLukeTokenizer`, per task mode, batched and one example per call.
 
-Generates `--num` sentences (fixed seed) of 8-40 common English words (`--non_ascii`: the share
-with one word beyond ASCII, Latin-script or not; see `NON_ASCII`)
-with entity spans and, for `task=None`, titles (a quarter unknown): 1-4 spans, one for
-`entity_classification`, two for `entity_pair_classification`. For each tokenizer (LUKE: byte-level BPE; mLUKE: SentencePiece)
-and task mode it times four cases on the same sentences: ours batched (`--batch_size` at a time,
-`padding=True`, `return_tensors="np"`), ours one example per call (the first `--num_single`
-sentences, lists), and the same two with transformers. Each time is the median of `--repeats`
-runs after a warm-up, ours and theirs alternating so that load from elsewhere hits both alike;
-`--clock cpu` times the process's CPU seconds instead of the wall clock (steadier on a busy
-machine; threads count in full). Rates are examples per second.
+Generates `--num` sentences (fixed seed) of 8-40 common English words (`--non_ascii`: the
+share with one word beyond ASCII, Latin-script or not; see `NON_ASCII`) with entity spans and,
+for `task=None`, titles (a quarter unknown): 1-4 spans, one for `entity_classification`, two
+for `entity_pair_classification`. For each tokenizer (LUKE: byte-level BPE; mLUKE:
+SentencePiece) and task mode it times four cases on the same sentences: ours batched
+(`--batch_size` at a time, `padding=True`, `return_tensors="np"`), ours one example per call
+(the first `--num_single` sentences, lists), and the same two with transformers. Each time is
+the median of `--repeats` runs after a warm-up, ours and theirs alternating so that load from
+elsewhere hits both alike; `--clock cpu` times the process's CPU seconds instead of the wall
+clock (steadier on a busy machine; threads count in full). Rates are examples per second.
 
 Before timing, checks that both give identical ids on every batch and on 200 single examples
 (`input_ids`, `entity_ids`, `entity_position_ids`, and the span task's start/end positions);
@@ -24,8 +24,8 @@ LUKE's files are GPT-2's byte-level BPE (`encoder.json`, `vocab.bpe` from
 SentencePiece model trained here on generated sentences, in mLUKE's layout. Both entity
 vocabularies hold the titles used.
 
-  python bench/tokenizer.py [--num 10000] [--num_single 2000] [--batch_size 256] [--clock cpu]
-                            [--non_ascii 0.3] [--tokenizers LUKE] [--tasks None,entity_classification]
+  python bench/tokenizer.py [--num 10000] [--num_single 2000] [--batch_size 256]
+      [--clock cpu] [--non_ascii 0.3] [--tokenizers LUKE] [--tasks None,entity_classification]
 """
 
 from __future__ import annotations

@@ -207,7 +207,9 @@ class _PlainBpe:
   match). Each pre-token is byte-mapped and encoded by the library's own BPE model once.
   """
 
-  CACHE_SIZE = 1 << 18
+  # Pre-tokens whose ids are kept (~20 MB at most); emptied when full, which a corpus' Zipfian
+  # words refill in a few thousand sentences.
+  CACHE_SIZE = 1 << 17
 
   def __init__(self, tokenizer: tokenizers.Tokenizer, excluded: str):
     self.model = tokenizer.model
