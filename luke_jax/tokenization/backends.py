@@ -207,7 +207,7 @@ class _PlainBpe:
   match). Each pre-token is byte-mapped and encoded by the library's own BPE model once.
   """
 
-  # Pre-tokens whose ids are kept (~20 MB at most); emptied when full, which a corpus' Zipfian
+  # Pre-tokens whose ids are kept (~30 MB at most); emptied when full, which a corpus' Zipfian
   # words refill in a few thousand sentences.
   CACHE_SIZE = 1 << 17
 
