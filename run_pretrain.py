@@ -5,6 +5,19 @@ r"""LUKE pretraining entry point.
   python run_pretrain.py --config configs/pretrain.py:size=base,stage=1 ... --workdir $W
 
 Resumes from `--workdir` when it holds checkpoints; SIGTERM saves and exits 0.
+
+Multi-host: run the same command on every host with `--jax_distributed`, which calls
+`jax.distributed.initialize()`. On Cloud TPU VMs, SLURM, Open MPI and Kubernetes JAX finds the
+coordinator, the process count and this process's id by itself; elsewhere give them:
+
+  # host i of N (i = 0 runs the coordinator; the port must be free there)
+  python run_pretrain.py --jax_distributed --coordinator_address=$HOST0:1234 \
+      --num_processes=N --process_id=i --config ... --workdir $SHARED_DIR
+
+(`JAX_COORDINATOR_ADDRESS` in the environment works as `--coordinator_address` does). The
+workdir must be one directory every host sees (a bucket or a shared file system): Orbax writes
+each checkpoint once, every host its own shards. Each host reads its own rows of every global
+batch. On CPU the hosts talk through gloo, JAX's default CPU collectives.
 """
 
 import sys
@@ -18,14 +31,28 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuratio
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
 _JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
                                      "Call jax.distributed.initialize() (multi-host).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "--jax_distributed: host:port of process 0's coordinator "
+                                   "(default: detected, or $JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "--jax_distributed: number of processes (default: "
+                                      "detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "--jax_distributed: this process's index (default: "
+                                   "detected).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  explicit = {k: v for k, v in dict(coordinator_address=_COORDINATOR.value,
+                                    num_processes=_NUM_PROCESSES.value,
+                                    process_id=_PROCESS_ID.value).items() if v is not None}
+  if explicit and not _JAX_DISTRIBUTED.value:
+    raise app.UsageError(f"--{', --'.join(explicit)} need --jax_distributed")
   if _JAX_DISTRIBUTED.value:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**explicit)
   jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
   logging.info("process %d of %d", jax.process_index(), jax.process_count())
   logging.info("config:\n%s", _CONFIG.value)

@@ -20,6 +20,7 @@ from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from luke_jax.models import layout, registry
@@ -99,8 +100,17 @@ def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
 def save_params(directory: Path, params) -> None:
   """Writes the loop-layout tree to `directory/params` and waits for it to be on disk."""
   params = layout.scan_to_loop(nn.unbox(params))
-  params = jax.tree.map(jnp.asarray, params)
-  checkpointer = ocp.StandardCheckpointer()
+  if jax.process_count() == 1:
+    params = jax.tree.map(jnp.asarray, params)
+    checkpointer = ocp.StandardCheckpointer()
+  else:
+    # Only this process writes (a multi-host run exports its gathered parameters from process
+    # 0 alone): host numpy arrays, as Orbax refuses single-device arrays on several hosts, and
+    # no barriers with, or metadata checks against, the other hosts.
+    params = jax.tree.map(np.asarray, params)
+    me = jax.process_index()
+    checkpointer = ocp.StandardCheckpointer(multiprocessing_options=(
+        ocp.options.MultiprocessingOptions(primary_host=None, active_processes={me})))
   checkpointer.save((directory / "params").absolute(), params)
   checkpointer.wait_until_finished()
   checkpointer.close()

@@ -125,17 +125,74 @@ def check_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> N
   if accum < 1 or g % accum or (g // accum) % data_parallel:
     raise ValueError(f"global_batch_size={g} must split into grad_accum_steps={accum} "
                      f"microbatches divisible by the data-parallel size {data_parallel}")
-  if g % jax.process_count():
-    raise ValueError(f"global_batch_size={g} is not divisible by {jax.process_count()} hosts")
+
+
+def host_rows(data_sharding: jax.sharding.Sharding, global_batch_size: int) -> tuple[int, int]:
+  """This process's rows of every global batch, as `(index, count)`: block `index` of `count`.
+
+  `jax.make_array_from_process_local_data` wants from each process exactly the rows its devices
+  hold. With the batch split over `("data", "fsdp")` those form one contiguous block per host
+  (the mesh is laid out from `jax.devices()`, which groups devices by process); hosts whose
+  devices hold the same rows (a batch replicated over a `tensor` axis that spans hosts) read
+  the same block.
+
+  Raises:
+    ValueError: if the mesh gives this process rows that are not one block of equal-sized
+      blocks (a hand-made device order); nothing could feed such a layout from a slice.
+  """
+  index_map = data_sharding.addressable_devices_indices_map((global_batch_size,))
+  ranges = sorted({s[0].indices(global_batch_size)[:2] for s in index_map.values()})
+  lo, hi = ranges[0][0], ranges[-1][1]
+  covered = sum(stop - start for start, stop in ranges)
+  size = hi - lo
+  if covered != size or global_batch_size % size or lo % size:
+    raise ValueError(f"process {jax.process_index()} holds batch rows {ranges} of "
+                     f"{global_batch_size}, not one block of equal blocks; lay out the mesh "
+                     "so that each host's devices are adjacent along the data axes")
+  return lo // size, global_batch_size // size
+
+
+# Config fields that decide the parameter tree's structure and shapes.
+_PARAM_FIELDS = ("vocab_size", "entity_vocab_size", "hidden_size", "entity_emb_size",
+                 "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size", "use_entity_aware_attention",
+                 "tie_word_decoder", "param_dtype")
+
+
+def check_init_checkpoint(directory: str, model_config: LukeConfig) -> None:
+  """Refuses an `init_checkpoint` whose parameters cannot fit `config.model`, before training.
+
+  Raises:
+    FileNotFoundError: if `directory` has no `config.json` (not a luke-jax checkpoint).
+    ValueError: naming `directory` and what differs: the architecture (the heads must be
+      there) or fields such as `use_entity_aware_attention` (a RoBERTa conversion made with it
+      for a model without it).
+  """
+  stored, architecture, _ = luke_checkpoint.read_config(directory)
+  if architecture != state_lib.ARCHITECTURE:
+    raise ValueError(f"config.train.init_checkpoint={directory} holds a {architecture}; "
+                     f"pretraining starts from a {state_lib.ARCHITECTURE} (a pretraining run's "
+                     "model/, or `python -m luke_jax.convert --src_format=roberta`)")
+  diffs = [f"{name}={getattr(stored, name)!r} there, {getattr(model_config, name)!r} in "
+           "config.model" for name in _PARAM_FIELDS
+           if getattr(stored, name) != getattr(model_config, name)]
+  if diffs:
+    raise ValueError(f"config.train.init_checkpoint={directory} does not fit the model: "
+                     + "; ".join(diffs))
 
 
 def load_init_params(directory: str, model_config: LukeConfig, abstract_params):
-  """Parameters of a luke-jax checkpoint (`init_checkpoint`), checked against the model."""
+  """Parameters of a luke-jax checkpoint (`init_checkpoint`), checked leaf by leaf."""
   params = luke_checkpoint.load_params(directory, model_config, state_lib.ARCHITECTURE)
-  want = jax.tree.map(lambda a: (a.shape, str(a.dtype)), abstract_params)
-  got = jax.tree.map(lambda a: (a.shape, str(a.dtype)), params)
-  if jax.tree.structure(want) != jax.tree.structure(got) or want != got:
-    raise ValueError(f"{directory}: parameters do not match config.model")
+  want = {jax.tree_util.keystr(k): (v.shape, str(v.dtype))
+          for k, v in jax.tree_util.tree_leaves_with_path(abstract_params)}
+  got = {jax.tree_util.keystr(k): (v.shape, str(v.dtype))
+         for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  if want != got:
+    diffs = [f"{k}: {got.get(k, 'missing')} there, {want.get(k, 'absent')} in the model"
+             for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k)]
+    raise ValueError(f"config.train.init_checkpoint={directory}: parameters do not match "
+                     f"config.model ({len(diffs)} differ): " + "; ".join(diffs[:5]))
   return params
 
 
@@ -181,13 +238,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   entity_vocab = EntityVocab.load(dataset_dir / "entity_vocab.jsonl")
   model_config = model_config_from(config, tokenizer, entity_vocab)
   masking_config = masking_config_from(config, meta, tokenizer, entity_vocab, model_config)
+  if tc.init_checkpoint:
+    check_init_checkpoint(tc.init_checkpoint, model_config)
   checkpointing.check_workdir(workdir, config)
 
   pieces = [tokenizer.convert_ids_to_tokens(i) for i in range(len(tokenizer))]
   is_word_start = word_start_table(pieces, _WORD_START_SCHEME.get(meta["tokenizer_class"], "bpe"))
+  data_sh = steps.data_sharding(mesh)
+  row_block, row_blocks = host_rows(data_sh, tc.global_batch_size)
   pipeline = PretrainingPipeline(luke_dataset.data_source(dataset_dir), masking_config,
                                  is_word_start, global_batch_size=tc.global_batch_size,
-                                 seed=tc.seed, num_workers=config.data.num_workers)
+                                 seed=tc.seed, process_index=row_block,
+                                 process_count=row_blocks, num_workers=config.data.num_workers)
 
   # ==== Model, optimizer and shardings =====================================================
   model = model_lib.LukePretrainingModel(model_config)
@@ -198,10 +260,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   shardings = state_lib.state_shardings(boxed_params, abstract_opt, mesh, rules)
   abstract = jax.eval_shape(state_lib.make_init_fn(model_config, tx, shardings),
                             jax.random.PRNGKey(0))
-  data_sh = steps.data_sharding(mesh)
   mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
   own_flag = preemption is None
-  preemption = (checkpointing.PreemptionFlag().install() if own_flag else preemption)
+  if own_flag:
+    preemption = checkpointing.PreemptionFlag()
+    if jax.process_count() == 1:
+      preemption.install()
+    # Several hosts: JAX's preemption service catches SIGTERM and `mngr.reached_preemption`
+    # picks one step for every host; a flag per host could stop hosts at different steps, and
+    # the one still training would wait forever in a collective.
   logger = None
 
   try:
