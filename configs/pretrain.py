@@ -1,8 +1,9 @@
 r"""LUKE / mLUKE pretraining with the reference hyper-parameters (two stages).
 
+  python -m luke_jax.convert --src_format=roberta --src=$ROBERTA_BASE --dst=$R \
+      --entity_vocab_size=$(wc -l < $DATASET/entity_vocab.jsonl)
   python run_pretrain.py --config configs/pretrain.py:size=base,stage=1 \
-      --config.data.dataset_dir=$DATASET \
-      --config.train.init_checkpoint=$ROBERTA_AS_LUKE_JAX --workdir $W1
+      --config.data.dataset_dir=$DATASET --config.train.init_checkpoint=$R --workdir $W1
   python run_pretrain.py --config configs/pretrain.py:size=base,stage=2 \
       --config.data.dataset_dir=$DATASET --config.train.init_checkpoint=$W1/model --workdir $W2
 
@@ -43,8 +44,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if name not in _STEPS or size not in ("base", "large") or stage not in (1, 2):
     raise ValueError(f"bad config argument {arg!r}: model luke|mluke, size base|large, stage 1|2")
   config = ml_collections.ConfigDict()
+  # Pretraining uses plain attention (luke.md C.8): the entity-aware queries are added as copies
+  # of `query` when converting for fine-tuning, and a RoBERTa conversion has none.
+  # Vocabulary sizes 0: the dataset's (its tokenizer is RoBERTa's / XLM-R's, without the two
+  # entity markers the released checkpoints add later).
   model = dataclasses.asdict(preset(f"{name}-{size}", dtype="bfloat16", scan_layers=True,
-                                    remat_policy="minimal"))
+                                    remat_policy="minimal", use_entity_aware_attention=False,
+                                    vocab_size=0, entity_vocab_size=0))
   model.pop("id2label")
   config.model = model
 
@@ -62,6 +68,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       steps=_STEPS[name], global_batch_size=2048, grad_accum_steps=1, log_every=100,
       ckpt_every=1000, keep_ckpts=3, seed=0, stage=stage, init_checkpoint="", export=True))
 
-  config.mesh = [("data", -1), ("fsdp", 1), ("tensor", 1)]
-  config.sharding = ml_collections.ConfigDict({"rules": [list(r) for r in sharding.DEFAULT_RULES]})
+  # Tuples, so that the command line can override them, e.g.
+  # --config.mesh='(("data", -1), ("fsdp", 4), ("tensor", 2))'.
+  config.mesh = (("data", -1), ("fsdp", 1), ("tensor", 1))
+  config.sharding = ml_collections.ConfigDict(
+      {"rules": tuple(tuple(r) for r in sharding.DEFAULT_RULES)})
   return config

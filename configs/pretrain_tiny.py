@@ -3,8 +3,10 @@ r"""Tiny LUKE pretraining for smoke runs, tests and `python -m luke_jax.pretrain
   python run_pretrain.py --config configs/pretrain_tiny.py \
       --config.data.dataset_dir=$DATASET --workdir /tmp/luke_pretrain_tiny
 
-The model has the `tiny` preset's shapes; its vocabulary sizes (0 here) come from the dataset.
-Random init, everything trainable (stage 2 semantics: there is no RoBERTa to freeze).
+The model has the `tiny` preset's shapes with plain attention; its vocabulary sizes (0 here)
+come from the dataset. Random init, everything trainable (stage 2 semantics: there is no RoBERTa
+to freeze); `--config.train.stage=1 --config.train.init_checkpoint=DIR` runs the stage-1 recipe
+on a tiny RoBERTa conversion.
 """
 
 import dataclasses
@@ -18,8 +20,10 @@ from luke_jax.models.config import preset
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
   config = ml_collections.ConfigDict()
+  # Plain attention, as in the full recipe (configs/pretrain.py).
   model = dataclasses.asdict(preset("tiny", vocab_size=0, entity_vocab_size=0,
-                                    max_position_embeddings=130))
+                                    max_position_embeddings=130,
+                                    use_entity_aware_attention=False))
   model.pop("id2label")  # heads are task-specific; pretraining has none
   config.model = model
 
@@ -36,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       steps=300, global_batch_size=16, grad_accum_steps=1, log_every=25, ckpt_every=100,
       keep_ckpts=2, seed=0, stage=2, init_checkpoint="", export=True))
 
-  config.mesh = [("data", -1), ("fsdp", 1), ("tensor", 1)]
-  config.sharding = ml_collections.ConfigDict({"rules": [list(r) for r in sharding.DEFAULT_RULES]})
+  # Tuples, so that the command line can override them, e.g.
+  # --config.mesh='(("data", -1), ("fsdp", 4), ("tensor", 2))'.
+  config.mesh = (("data", -1), ("fsdp", 1), ("tensor", 1))
+  config.sharding = ml_collections.ConfigDict(
+      {"rules": tuple(tuple(r) for r in sharding.DEFAULT_RULES)})
   return config
