@@ -45,6 +45,10 @@ test: $(STAMP) samples
 bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/forward.py
+	$(PY) bench/train_step.py
+	$(PY) bench/attention.py --kernels
+	$(PY) bench/compile.py --no_loop
 
 clean:
 	rm -rf demo_out .pytest_cache

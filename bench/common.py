@@ -1,0 +1,250 @@
+"""Shared pieces of the model benchmarks: thread pinning, timing, tables, shapes, batches.
+
+Nothing here imports jax or torch at module level: `pin_threads` must run before jax starts
+(XLA reads its thread flags once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--threads", type=int, default=0,
+                      help="CPU threads for both frameworks (0: every core this process may use, "
+                           "which is XLA's default)")
+  parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median)")
+  parser.add_argument("--warmup", type=int, default=1, help="untimed runs after compilation")
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny shapes and 2 repeats: a smoke run, not a measurement")
+
+
+def pin_threads(threads: int) -> int:
+  """Gives XLA and torch the same intra-op thread count; call before importing jax.
+
+  XLA:CPU runs its Eigen pool with one thread per core it may use; with `threads` set, that
+  pool is resized (`--xla_cpu_multi_thread_eigen` and `intra_op_parallelism_threads`). Returns
+  the count used, which `torch_threads` then gives torch.
+  """
+  available = len(os.sched_getaffinity(0))
+  if threads and threads != available:
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1:
+      flags += " --xla_cpu_multi_thread_eigen=false"
+    os.environ["XLA_FLAGS"] = f"{flags} intra_op_parallelism_threads={threads}".strip()
+    return threads
+  return available
+
+
+def torch_threads(threads: int) -> None:
+  import torch
+  torch.set_num_threads(threads)
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
+  """Wall-clock seconds of `repeats` calls after `warmup` untimed ones; `fn` must block until
+  its result is ready (`jax.block_until_ready`)."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def timed_interleaved(fns: dict[str, Callable[[], object]], repeats: int,
+                      warmup: int) -> dict[str, list[float]]:
+  """`timed` for several functions, one call of each per round, so that load from other
+  processes falls on every row alike rather than on whichever ran during a busy spell."""
+  for _ in range(warmup):
+    for fn in fns.values():
+      fn()
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+def median(times: list[float]) -> float:
+  return statistics.median(times)
+
+
+def spread(times: list[float], scale: float = 1.0, digits: int = 3) -> str:
+  """`min-max` of the runs (times `scale`), to show how noisy a row was."""
+  return f"{min(times) * scale:.{digits}f}-{max(times) * scale:.{digits}f}"
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+  """A Markdown table (pasteable into the README)."""
+  print(f"\n{title}\n")
+  print("| " + " | ".join(header) + " |")
+  print("|" + "|".join("---" for _ in header) + "|")
+  for row in rows:
+    print("| " + " | ".join(row) + " |")
+
+
+def environment(threads: int) -> str:
+  """One line: machine, thread count and library versions."""
+  import jax
+  import flax
+  parts = [f"{platform.processor() or platform.machine()}", _cpu_model(),
+           f"{os.cpu_count()} cores visible, {threads} thread{'s' if threads > 1 else ''} for XLA "
+           "and for torch",
+           f"jax {jax.__version__}", f"flax {flax.__version__}"]
+  try:
+    import torch
+    import transformers
+    parts += [f"torch {torch.__version__}", f"transformers {transformers.__version__}"]
+  except ImportError:
+    pass
+  return "; ".join(parts)
+
+
+def _cpu_model() -> str:
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown CPU"
+
+
+def luke_config(name: str = "luke-base", **overrides):
+  """A luke-jax `LukeConfig` from a preset (`luke-base`: 12 x 768, 50,267 words, 500K x 256
+  entities), dropout as released (0.1)."""
+  from luke_jax.models.config import preset
+  return preset(name, **overrides)
+
+
+def torch_config(cfg):
+  """The same shapes as a `transformers.LukeConfig` (random init, nothing downloaded)."""
+  import transformers
+  d = cfg.to_hf_dict()
+  d.pop("luke_jax")
+  d.pop("model_type")
+  return transformers.LukeConfig(**d)
+
+
+def encoder_batch(cfg, batch: int, words: int, entities: int, mention: int = 3,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+  """Full-length random inputs (no padding): what a packed pretraining batch looks like."""
+  rng = np.random.RandomState(seed)
+  input_ids = rng.randint(4, cfg.vocab_size, (batch, words)).astype(np.int32)
+  input_ids[:, 0] = 0
+  inputs = dict(input_ids=input_ids, attention_mask=np.ones((batch, words), np.int32))
+  if entities:
+    starts = rng.randint(1, words - mention, (batch, entities))
+    positions = starts[..., None] + np.arange(mention)
+    positions[..., mention - 1] = -1  # mentions of mention - 1 tokens, -1 padded
+    inputs.update(entity_ids=rng.randint(4, cfg.entity_vocab_size, (batch, entities)).astype(
+                      np.int32),
+                  entity_position_ids=positions.astype(np.int32),
+                  entity_attention_mask=np.ones((batch, entities), np.int32))
+  return inputs
+
+
+def masked_positions(batch: int, length: int, count: int, seed: int) -> np.ndarray:
+  """`count` distinct positions per row (never 0, the `<s>` token)."""
+  rng = np.random.RandomState(seed)
+  low = 1 if length > count else 0
+  return np.stack([np.sort(rng.choice(np.arange(low, length), count, replace=False))
+                   for _ in range(batch)]).astype(np.int32)
+
+
+def pretraining_batch(cfg, batch: int, words: int, entities: int, mask_rate: float = 0.15,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+  """`encoder_batch` plus `mask_rate` of the words and entities masked, in the
+  `luke_jax.data.masking` layout (positions, labels, weights)."""
+  inputs = encoder_batch(cfg, batch, words, entities, seed=seed)
+  n_words = max(1, round(mask_rate * words))
+  n_entities = max(1, round(mask_rate * entities))
+  mlm_positions = masked_positions(batch, words, n_words, seed + 2)
+  mep_positions = masked_positions(batch, entities, n_entities, seed + 3)
+  take = lambda a, p: np.take_along_axis(a, p, axis=1)
+  inputs.update(
+      mlm_positions=mlm_positions, mlm_labels=take(inputs["input_ids"], mlm_positions),
+      mlm_weights=np.ones((batch, n_words), np.int32),
+      mep_positions=mep_positions, mep_labels=take(inputs["entity_ids"], mep_positions),
+      mep_weights=np.ones((batch, n_entities), np.int32))
+  rows = np.arange(batch)[:, None]
+  inputs["input_ids"] = inputs["input_ids"].copy()
+  inputs["input_ids"][rows, mlm_positions] = cfg.vocab_size - 1  # <mask>
+  inputs["entity_ids"] = inputs["entity_ids"].copy()
+  inputs["entity_ids"][rows, mep_positions] = 2  # [MASK]
+  return inputs
+
+
+def torch_labels(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`LukeForMaskedLM` labels for the same masked positions (-100 elsewhere)."""
+  labels = np.full(batch["input_ids"].shape, -100, np.int64)
+  entity_labels = np.full(batch["entity_ids"].shape, -100, np.int64)
+  rows = np.arange(labels.shape[0])[:, None]
+  labels[rows, batch["mlm_positions"]] = batch["mlm_labels"]
+  entity_labels[rows, batch["mep_positions"]] = batch["mep_labels"]
+  return dict(labels=labels, entity_labels=entity_labels)
+
+
+def torch_inputs(batch: dict[str, np.ndarray]) -> dict:
+  import torch
+  keys = ("input_ids", "attention_mask", "entity_ids", "entity_position_ids",
+          "entity_attention_mask")
+  return {k: torch.tensor(batch[k], dtype=torch.long) for k in keys if k in batch}
+
+
+class PretrainingStep:
+  """luke-jax's pretraining step on one device: `LukePretrainingModel` + `make_optimizer` +
+  `steps.make_train_step` (the state is donated, as in `run_pretrain.py`)."""
+
+  def __init__(self, cfg, seed: int = 0, abstract: bool = False):
+    import flax.linen as nn
+    import jax
+    import optax
+    from luke_jax import sharding
+    from luke_jax.training import model as model_lib
+    from luke_jax.training import optim, state as state_lib, steps
+    self.mesh = sharding.create_mesh([("data", 1), ("fsdp", 1), ("tensor", 1)],
+                                     jax.devices()[:1])
+    self.model = model_lib.LukePretrainingModel(cfg)
+    boxed, _ = state_lib.abstract_state(cfg, optax.identity())
+    self.tx = optim.make_optimizer(
+        dict(learning_rate=1e-4, warmup_steps=10, total_steps=1000), nn.unbox(boxed))
+    _, abstract_opt = state_lib.abstract_state(cfg, self.tx)
+    self.shardings = state_lib.state_shardings(boxed, abstract_opt, self.mesh,
+                                               sharding.DEFAULT_RULES)
+    init = state_lib.make_init_fn(cfg, self.tx, self.shardings)
+    self.step = steps.make_train_step(self.model, self.tx, 1, self.shardings, self.mesh)
+    with jax.set_mesh(self.mesh):
+      self.state = (jax.eval_shape(init, jax.random.PRNGKey(seed)) if abstract
+                    else init(jax.random.PRNGKey(seed)))
+
+  def compile(self, batch) -> float:
+    """Seconds to lower and compile the step for `batch`'s shapes (arrays or shape structs)."""
+    import jax
+    start = time.perf_counter()
+    with jax.set_mesh(self.mesh):
+      self.compiled = self.step.lower(self.state, batch).compile()
+    return time.perf_counter() - start
+
+  def __call__(self, batch) -> float:
+    """One update (the state is replaced); returns the loss."""
+    import jax
+    with jax.set_mesh(self.mesh):
+      self.state, metrics = self.compiled(self.state, batch)
+    return float(jax.block_until_ready(metrics["loss"]))
