@@ -131,11 +131,21 @@ def save_checkpoint(dst: str | os.PathLike, params, config: LukeConfig, architec
   return Path(dst)
 
 
-def load_params(directory: str | os.PathLike, config: LukeConfig, architecture: str):
+def load_params(directory: str | os.PathLike, config: LukeConfig, architecture: str,
+                shardings=None):
+  """The parameter tree of a checkpoint directory, in `config.scan_layers`'s layout.
+
+  `shardings` (a tree of `jax.sharding.Sharding` over the loop layout, optional) places each
+  leaf as it is read, e.g. split over a device mesh spanning several hosts, each host reading
+  only its shards; by default every leaf lands whole on the default device.
+  """
   path = (Path(directory) / "params").absolute()
   if not path.exists():
     raise FileNotFoundError(f"{path}: no parameters (is {directory} a luke-jax checkpoint?)")
   abstract = registry.abstract_params(architecture, config.replace(scan_layers=False))
+  if shardings is not None:
+    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                            abstract, shardings)
   checkpointer = ocp.StandardCheckpointer()
   try:
     params = checkpointer.restore(path, abstract)

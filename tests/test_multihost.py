@@ -19,10 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
-import pytest
 
 import luke_jax
+from luke_jax import checkpoint as luke_checkpoint
+from luke_jax.models import registry
+from luke_jax.tokenization.entity_vocab import EntityVocab
+from luke_jax.tokenization.tokenizer import LukeTokenizer
 from luke_jax.training import loop
 # The tiny dataset, its config and the fast-compile setting are test_train's.
 from test_train import _fast_compiles, dataset_dir, flat, make_config  # noqa: F401
@@ -139,12 +143,24 @@ def test_two_hosts_equal_one_host_with_the_same_devices(dataset_dir, tmp_path):
 
 
 def test_sigterm_to_one_host_stops_both_at_one_step(dataset_dir, tmp_path):
-  """JAX's preemption service spreads one host's SIGTERM: both hosts save the same step."""
+  """JAX's preemption service spreads one host's SIGTERM: both hosts save the same step.
+
+  The run also starts from an `init_checkpoint` into the scanned layout, which each host
+  reads shard by shard and stacks on the devices.
+  """
+  config = make_config(dataset_dir)
+  model_config = loop.model_config_from(config, LukeTokenizer.from_pretrained(dataset_dir),
+                                        EntityVocab.load(dataset_dir / "entity_vocab.jsonl"))
+  init = luke_checkpoint.save_checkpoint(
+      tmp_path / "init", registry.init_params("LukeForMaskedLM", model_config,
+                                              jax.random.PRNGKey(1)),
+      model_config, "LukeForMaskedLM")
   workdir = tmp_path / "run"
   procs = start_hosts(["--config", str(REPO / "configs" / "pretrain_tiny.py"),
                        f"--config.data.dataset_dir={dataset_dir}", "--config.train.steps=500",
                        "--config.train.global_batch_size=4", "--config.train.ckpt_every=100",
-                       "--config.train.export=false", f"--workdir={workdir}"], tmp_path)
+                       "--config.train.export=false", f"--config.train.init_checkpoint={init}",
+                       "--config.model.scan_layers=true", f"--workdir={workdir}"], tmp_path)
   try:
     deadline = time.monotonic() + TIMEOUT_S
     while not (workdir / "checkpoints" / "1").is_dir():  # Orbax saves the first step
@@ -154,6 +170,7 @@ def test_sigterm_to_one_host_stops_both_at_one_step(dataset_dir, tmp_path):
     procs[1].send_signal(signal.SIGTERM)
   finally:
     logs = wait_hosts(procs, tmp_path)
+  assert all(f"initialised params from {init}" in log for log in logs)
   stops = [re.findall(r"stopped at step (\d+) on request", log) for log in logs]
   assert stops[0] and stops[0] == stops[1], stops
   step = int(stops[0][0])

@@ -22,6 +22,7 @@ from luke_jax import sharding
 from luke_jax.data import dataset as luke_dataset
 from luke_jax.data.masking import MaskingConfig, word_start_table
 from luke_jax.data.pipeline import PretrainingPipeline
+from luke_jax.models import layout
 from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.entity_vocab import EntityVocab
 from luke_jax.tokenization.tokenizer import LukeTokenizer
@@ -181,11 +182,19 @@ def check_init_checkpoint(directory: str, model_config: LukeConfig) -> None:
                      + "; ".join(diffs))
 
 
-def load_init_params(directory: str, model_config: LukeConfig, abstract_params):
-  """Parameters of a luke-jax checkpoint (`init_checkpoint`), checked leaf by leaf."""
-  params = luke_checkpoint.load_params(directory, model_config, state_lib.ARCHITECTURE)
+def load_init_params(directory: str, model_config: LukeConfig, loop_abstract, loop_shardings,
+                     shardings):
+  """`init_checkpoint`'s parameters, read straight into the state's parameter shardings.
+
+  Each host reads only the shards its devices hold, so no host needs the whole tree in memory.
+  Checkpoints store the layer-loop layout (`loop_abstract`, placed by `loop_shardings`); a
+  `scan_layers` model gets its layers stacked on the devices into `shardings`, in one jit.
+  """
+  loop_config = model_config.replace(scan_layers=False)
+  params = luke_checkpoint.load_params(directory, loop_config, state_lib.ARCHITECTURE,
+                                       loop_shardings)
   want = {jax.tree_util.keystr(k): (v.shape, str(v.dtype))
-          for k, v in jax.tree_util.tree_leaves_with_path(abstract_params)}
+          for k, v in jax.tree_util.tree_leaves_with_path(loop_abstract)}
   got = {jax.tree_util.keystr(k): (v.shape, str(v.dtype))
          for k, v in jax.tree_util.tree_leaves_with_path(params)}
   if want != got:
@@ -193,6 +202,8 @@ def load_init_params(directory: str, model_config: LukeConfig, abstract_params):
              for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k)]
     raise ValueError(f"config.train.init_checkpoint={directory}: parameters do not match "
                      f"config.model ({len(diffs)} differ): " + "; ".join(diffs[:5]))
+  if model_config.scan_layers:
+    params = jax.jit(layout.loop_to_scan, out_shardings=shardings)(params)
   return params
 
 
@@ -260,6 +271,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   shardings = state_lib.state_shardings(boxed_params, abstract_opt, mesh, rules)
   abstract = jax.eval_shape(state_lib.make_init_fn(model_config, tx, shardings),
                             jax.random.PRNGKey(0))
+  init_layout = ()
+  if tc.init_checkpoint:
+    # Checkpoints hold the layer-loop layout. Worked out here: unboxing abstract parameters
+    # inside the mesh context below would try to constrain them.
+    loop_boxed = state_lib.abstract_state(model_config.replace(scan_layers=False), _NoOpTx())[0]
+    init_layout = (nn.unbox(loop_boxed), state_lib.param_shardings(loop_boxed, mesh, rules))
   mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
   own_flag = preemption is None
   if own_flag:
@@ -286,7 +303,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       else:
         init_params = None
         if tc.init_checkpoint:
-          init_params = load_init_params(tc.init_checkpoint, model_config, abstract.params)
+          init_params = load_init_params(tc.init_checkpoint, model_config, *init_layout,
+                                         shardings.params)
           logging.info("initialised params from %s (fresh optimizer)", tc.init_checkpoint)
         init_fn = state_lib.make_init_fn(model_config, tx, shardings, init_params)
         state = init_fn(jax.random.PRNGKey(tc.seed))

@@ -62,8 +62,7 @@ def state_shardings(boxed_params, abstract_opt_state, mesh: Mesh, rules) -> Trai
   anything else are replicated.
   """
   params = nn.unbox(boxed_params)
-  param_sh = jax.tree.map(_fit_to_shape, sharding.param_shardings(boxed_params, mesh, rules),
-                          params)
+  param_sh = param_shardings(boxed_params, mesh, rules)
   by_path = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
     by_path[tuple(_key(k) for k in path)] = (leaf.shape, None)
@@ -82,6 +81,12 @@ def state_shardings(boxed_params, abstract_opt_state, mesh: Mesh, rules) -> Trai
 
   opt_sh = jax.tree_util.tree_map_with_path(opt_sharding, abstract_opt_state)
   return TrainState(step=replicated, params=param_sh, opt_state=opt_sh, rng=replicated)
+
+
+def param_shardings(boxed_params, mesh: Mesh, rules):
+  """NamedShardings of the (unboxed) parameters from their logical axes and `rules`."""
+  return jax.tree.map(_fit_to_shape, sharding.param_shardings(boxed_params, mesh, rules),
+                      nn.unbox(boxed_params))
 
 
 def _fit_to_shape(named: NamedSharding, leaf) -> NamedSharding:
