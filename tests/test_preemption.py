@@ -27,13 +27,18 @@ TIMEOUT_S = 300
 TOTAL_STEPS = 1000
 
 
-def run_pretrain(dataset_dir: Path, workdir: Path, steps: int, log: Path) -> subprocess.Popen:
+def run_pretrain(dataset_dir: Path, workdir: Path, steps: int, log: Path,
+                 cache: Path) -> subprocess.Popen:
   # The hashed fields equal make_config's with TOTAL_STEPS, so the in-process run is the same
   # run. So is the setting: XLA:CPU's float summation order depends on the process's device
   # count (8 here, from conftest), and results would differ in the last bit.
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-         "JAX_DISABLE_MOST_OPTIMIZATIONS": "true"}
+         "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
+         # The rerun loads what the first run compiled instead of compiling it again.
+         "JAX_COMPILATION_CACHE_DIR": str(cache),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
   with open(log, "w") as out:
     return subprocess.Popen(
         [sys.executable, str(REPO / "run_pretrain.py"),
@@ -63,7 +68,8 @@ def finish(proc: subprocess.Popen, log: Path) -> str:
 def test_sigterm_saves_exits_cleanly_and_the_rerun_resumes(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
   ckpts = workdir / "checkpoints"
-  proc = run_pretrain(dataset_dir, workdir, TOTAL_STEPS, tmp_path / "first.log")
+  proc = run_pretrain(dataset_dir, workdir, TOTAL_STEPS, tmp_path / "first.log",
+                      tmp_path / "xla_cache")
   try:
     deadline = time.monotonic() + TIMEOUT_S
     while not (ckpts / "1").is_dir():  # Orbax saves the first step whatever the interval
@@ -79,7 +85,8 @@ def test_sigterm_saves_exits_cleanly_and_the_rerun_resumes(dataset_dir, tmp_path
   assert not (workdir / "model").exists()  # a stopped run does not export
 
   final = stopped + 2
-  second = run_pretrain(dataset_dir, workdir, final, tmp_path / "second.log")
+  second = run_pretrain(dataset_dir, workdir, final, tmp_path / "second.log",
+                        tmp_path / "xla_cache")
   try:  # meanwhile, the run that was never stopped
     config = make_config(dataset_dir, steps=final)
     config.optim.total_steps = TOTAL_STEPS
