@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +76,9 @@ def test_stage2_starts_from_the_stage1_export_with_a_fresh_optimizer(dataset_dir
   assert all(not m.any() for m in moments)
   assert all(int(c) == 0 for c in jax.tree.leaves(state["opt_state"]) if np.ndim(c) == 0)
 
-  # Every parameter trains (the run resumes from its step-0 checkpoint).
+  # Every parameter trains. The run resumes from its step-0 checkpoint, which no longer needs
+  # the init checkpoint.
+  shutil.rmtree(stage1.model_dir)
   after = flat(loop.train_and_evaluate(config, tmp_path / "stage2").params)
   for k in before:
     moved = not np.array_equal(before[k], after[k])

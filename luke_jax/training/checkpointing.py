@@ -67,6 +67,12 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
+def has_checkpoints(workdir: Path) -> bool:
+  """Whether `workdir/checkpoints` holds any step (the run will resume rather than start)."""
+  ckpt_dir = workdir / "checkpoints"
+  return ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+
+
 def check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> None:
   """Refuses a workdir holding checkpoints of another run; records this run's hash otherwise.
 
@@ -75,8 +81,7 @@ def check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> None:
   """
   digest = config_hash(config)
   record = workdir / CONFIG_HASH_FILE
-  ckpt_dir = workdir / "checkpoints"
-  has_ckpts = ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+  has_ckpts = has_checkpoints(workdir)
   if record.exists():
     stored = json.loads(record.read_text()).get("config_hash")
     if stored != digest and has_ckpts:

@@ -249,7 +249,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   entity_vocab = EntityVocab.load(dataset_dir / "entity_vocab.jsonl")
   model_config = model_config_from(config, tokenizer, entity_vocab)
   masking_config = masking_config_from(config, meta, tokenizer, entity_vocab, model_config)
-  if tc.init_checkpoint:
+  if tc.init_checkpoint and not checkpointing.has_checkpoints(workdir):
+    # (A resumed run no longer needs it; it may be gone by then.)
     check_init_checkpoint(tc.init_checkpoint, model_config)
   checkpointing.check_workdir(workdir, config)
 
