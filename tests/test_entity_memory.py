@@ -28,7 +28,8 @@ def _fast_compiles():
 
 
 def load_bench():
-  spec = importlib.util.spec_from_file_location("entity_memory", REPO / "bench" / "entity_memory.py")
+  spec = importlib.util.spec_from_file_location("entity_memory",
+                                                REPO / "bench" / "entity_memory.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
