@@ -90,6 +90,15 @@ def spread(times: list[float], scale: float = 1.0, digits: int = 3) -> str:
   return f"{min(times) * scale:.{digits}f}-{max(times) * scale:.{digits}f}"
 
 
+def ratio(runs: list[float], reference: list[float], percent: bool = False) -> str:
+  """`runs` over `reference` by medians and by best runs: on a loaded machine the best run is
+  the least disturbed one, the median the typical one."""
+  values = (median(runs) / median(reference), min(runs) / min(reference))
+  if percent:
+    return "; ".join(f"{(v - 1) * 100:+.1f}%" for v in values)
+  return "; ".join(f"{v:.2f}x" for v in values)
+
+
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
   """A Markdown table (pasteable into the README)."""
   print(f"\n{title}\n")
