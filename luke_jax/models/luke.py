@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from luke_jax.models import layers
 from luke_jax.models.attention import LukeSelfAttention
 from luke_jax.models.config import LukeConfig
+from luke_jax.models.dropout import Dropout
 
 Array = jax.Array
 
@@ -82,7 +83,7 @@ class LukeEmbeddings(nn.Module):
          + _embed(cfg, cfg.type_vocab_size, cfg.hidden_size, (None, "embed"),
                   "token_type_embeddings")(token_type_ids))
     x = _layer_norm(cfg, "LayerNorm")(x)
-    return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+    return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
 
 
 class LukeEntityEmbeddings(nn.Module):
@@ -108,7 +109,7 @@ class LukeEntityEmbeddings(nn.Module):
     types = _embed(cfg, cfg.type_vocab_size, cfg.hidden_size, (None, "embed"),
                    "token_type_embeddings")(entity_token_type_ids)
     x = _layer_norm(cfg, "LayerNorm")(e + pos + types)
-    return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+    return Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
 
 
 class LukeLayer(nn.Module):
@@ -123,7 +124,7 @@ class LukeLayer(nn.Module):
   def __call__(self, hidden: Array, mask: Array | None):
     """`hidden` `[batch, T+E, embed]`; `mask` `[batch, T+E]` key mask (nonzero = attend)."""
     cfg = self.config
-    drop = lambda x: nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
+    drop = lambda x: Dropout(cfg.hidden_dropout_prob)(x, deterministic=self.deterministic)
     hidden = nn.with_logical_constraint(
         hidden, ("activation_batch", "activation_length", "activation_embed"))
     context, probs = LukeSelfAttention(cfg, self.num_words, self.deterministic,
