@@ -40,10 +40,10 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--skip", default="", help="comma list of tables to skip: train,infer,tune")
   common.add_common_flags(parser)
   args = parser.parse_args()
+  common.default_repeats(args)
   if args.quick:
     args.words, args.entities, args.micro_batches = 64, 16, "2"
     args.infer_batch = args.tune_batch = 2
-    args.repeats = 2
   return args
 
 

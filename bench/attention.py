@@ -40,8 +40,9 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--no_reference", action="store_true", help="skip transformers")
   common.add_common_flags(parser)
   args = parser.parse_args()
+  common.default_repeats(args)
   if args.quick:
-    args.layers, args.repeats = 1, 2
+    args.layers = 1
   return args
 
 

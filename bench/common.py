@@ -1,7 +1,7 @@
 """Shared pieces of the model benchmarks: thread pinning, timing, tables, shapes, batches.
 
 Nothing here imports jax or torch at module level: `pin_threads` must run before jax starts
-(XLA reads its thread flags once).
+(XLA sizes its thread pools once).
 """
 
 from __future__ import annotations
@@ -22,29 +22,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--threads", type=int, default=0,
-                      help="CPU threads for both frameworks (0: every core this process may use, "
-                           "which is XLA's default)")
-  parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (median)")
+                      help="cores (and torch threads) for both frameworks (0: every core this "
+                           "process may use, which is XLA's default)")
+  parser.add_argument("--repeats", type=int, default=None,
+                      help="timed runs per row (median); default 5, 2 with --quick")
   parser.add_argument("--warmup", type=int, default=1, help="untimed runs after compilation")
   parser.add_argument("--quick", action="store_true",
-                      help="tiny shapes and 2 repeats: a smoke run, not a measurement")
+                      help="small shapes and 2 repeats: a smoke run, not a measurement")
+
+
+def default_repeats(args: argparse.Namespace) -> None:
+  if args.repeats is None:
+    args.repeats = 2 if args.quick else 5
 
 
 def pin_threads(threads: int) -> int:
-  """Gives XLA and torch the same intra-op thread count; call before importing jax.
+  """Gives XLA and torch the same cores; call before importing jax.
 
-  XLA:CPU runs its Eigen pool with one thread per core it may use; with `threads` set, that
-  pool is resized (`--xla_cpu_multi_thread_eigen` and `intra_op_parallelism_threads`). Returns
-  the count used, which `torch_threads` then gives torch.
+  XLA:CPU sizes its thread pools from the cores the process may run on, and its
+  `intra_op_parallelism_threads` flag does not bound the XNNPACK matmuls, so `threads` is
+  enforced by CPU affinity: the process keeps the first `threads` of its allowed cores, and
+  `torch_threads` then gives torch as many threads. Returns the count used.
   """
-  available = len(os.sched_getaffinity(0))
-  if threads and threads != available:
-    flags = os.environ.get("XLA_FLAGS", "")
-    if threads == 1:
-      flags += " --xla_cpu_multi_thread_eigen=false"
-    os.environ["XLA_FLAGS"] = f"{flags} intra_op_parallelism_threads={threads}".strip()
+  allowed = sorted(os.sched_getaffinity(0))
+  if threads and threads < len(allowed):
+    os.sched_setaffinity(0, allowed[:threads])
     return threads
-  return available
+  return len(allowed)
 
 
 def torch_threads(threads: int) -> None:
@@ -113,8 +117,8 @@ def environment(threads: int) -> str:
   import jax
   import flax
   parts = [f"{platform.processor() or platform.machine()}", _cpu_model(),
-           f"{os.cpu_count()} cores visible, {threads} thread{'s' if threads > 1 else ''} for XLA "
-           "and for torch",
+           f"{os.cpu_count()} cores visible, pinned to {threads} core{'s' if threads > 1 else ''} "
+           f"(torch: {threads} thread{'s' if threads > 1 else ''})",
            f"jax {jax.__version__}", f"flax {flax.__version__}"]
   try:
     import torch

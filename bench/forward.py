@@ -31,8 +31,9 @@ def parse() -> argparse.Namespace:
                       help="luke-jax attention_impl")
   common.add_common_flags(parser)
   args = parser.parse_args()
+  common.default_repeats(args)
   if args.quick:
-    args.batch, args.layers, args.entity_vocab, args.repeats = 2, 2, 20_000, 2
+    args.batch, args.layers, args.entity_vocab = 2, 2, 20_000
   return args
 
 
