@@ -46,7 +46,7 @@ bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/forward.py
-	$(PY) bench/train_step.py
+	$(PY) bench/pretrain_step.py
 	$(PY) bench/attention.py --kernels
 	$(PY) bench/compile.py --no_loop
 

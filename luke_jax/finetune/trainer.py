@@ -38,7 +38,7 @@ from luke_jax.models import registry
 from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 from luke_jax.training import checkpointing, optim, state as state_lib, steps as steps_lib
-from luke_jax.training.loop import make_mesh
+from luke_jax.training import loop
 from luke_jax.training.state import TrainState
 
 BEST_STATE_FILE = "finetune_state.json"
@@ -182,7 +182,7 @@ class _Runner:
   def __init__(self, config: ml_collections.ConfigDict, task: Task, module: nn.Module,
                example_batch: dict[str, np.ndarray]):
     self.config, self.task, self.module = config, task, module
-    self.mesh = make_mesh(config.mesh)
+    self.mesh = loop.make_mesh(config.mesh)
     self.rules = tuple(tuple(r) for r in config.sharding.rules)
     self.data_sharding = steps_lib.data_sharding(self.mesh)
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -202,10 +202,7 @@ class _Runner:
     return jax.device_get(init(jax.random.PRNGKey(seed)))
 
   def param_shardings(self):
-    params = nn.unbox(self.boxed)
-    return jax.tree.map(state_lib._fit_to_shape,  # pylint: disable=protected-access
-                        nn.logical_to_mesh_sharding(nn.get_partition_spec(self.boxed),
-                                                    self.mesh, list(self.rules)), params)
+    return state_lib.param_shardings(self.boxed, self.mesh, self.rules)
 
   def device_batch(self, host_batch: dict[str, np.ndarray], global_rows: int):
     return {k: jax.make_array_from_process_local_data(
@@ -315,7 +312,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
         state = restored[0]
         logging.info("resumed from %s at step %d", mngr.directory, int(state.step))
       else:
-        state = _initial_state(runner, init_dir, stored_arch, model_config, labels, tx,
+        state = _initial_state(runner, init_dir, base_config, stored_arch, model_config, tx,
                                shardings, tc.seed)
       step = int(state.step)
       best = json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
@@ -393,14 +390,13 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
       preemption.uninstall()
 
 
-def _initial_state(runner: _Runner, init_dir: Path, stored_arch: str, model_config: LukeConfig,
-                   labels, tx, shardings: TrainState, seed: int) -> TrainState:
+def _initial_state(runner: _Runner, init_dir: Path, base_config: LukeConfig, stored_arch: str,
+                   model_config: LukeConfig, tx, shardings: TrainState, seed: int) -> TrainState:
   """Fresh head + the checkpoint's encoder (and head, when it is this task's model)."""
   _, loaded = luke_checkpoint.from_pretrained(init_dir, scan_layers=model_config.scan_layers,
                                               architecture=stored_arch
                                               if stored_arch in registry.ARCHITECTURES
                                               else "LukeModel")
-  base_config, _, _ = luke_checkpoint.read_config(init_dir)
   same_task = (stored_arch == runner.task.architecture
                and tuple(base_config.id2label) == tuple(model_config.id2label))
   params = init_lib.merge_pretrained(runner.init_params(seed), jax.device_get(loaded),
@@ -416,17 +412,12 @@ def _initial_state(runner: _Runner, init_dir: Path, stored_arch: str, model_conf
 
 def _save_model(directory: Path, params, model_config: LukeConfig, architecture: str,
                 tokenizer_dir: Path, state: dict) -> None:
-  host = jax.device_get(params) if jax.process_count() == 1 else _allgather(params)
+  host = loop.host_params(params)
   if jax.process_index() == 0:
     luke_checkpoint.save_checkpoint(
         directory, host, model_config, architecture, tokenizer_dir=tokenizer_dir,
         overwrite=True,
         extra=lambda tmp: (tmp / BEST_STATE_FILE).write_text(json.dumps(state, indent=2) + "\n"))
-
-
-def _allgather(params):
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return multihost_utils.process_allgather(params, tiled=True)
 
 
 def _maybe_save_best(runner, state, examples, features, labels, eval_batch, step, best,

@@ -207,7 +207,7 @@ def load_init_params(directory: str, model_config: LukeConfig, loop_abstract, lo
   return params
 
 
-def _host_params(params):
+def host_params(params):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return multihost_utils.process_allgather(params, tiled=True)
@@ -352,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       if not preempted:
         checkpointing.save(mngr, state, pipeline.get_state(), force=True)
       mngr.wait_until_finished()
-      params = _host_params(state.params)
+      params = host_params(state.params)
       result = TrainResult(step=step, preempted=preempted, losses=list(logger.history),
                            params=params)
       if preempted:

@@ -12,7 +12,7 @@ alternating rounds, so load from other processes falls on both alike; at luke-ba
 entities each holds about 4 GB of parameters, gradients and Adam moments, about 10 GB at the
 peak together (`--sequential` times one, frees it, then the other).
 
-  python bench/train_step.py [--batch 8] [--words 128] [--entities 16] [--layers 12]
+  python bench/pretrain_step.py [--batch 8] [--words 128] [--entities 16] [--layers 12]
                              [--entity_vocab 500000] [--eaa] [--threads N] [--repeats 5]
                              [--quick] [--only luke-jax|transformers] [--sequential]
 """
