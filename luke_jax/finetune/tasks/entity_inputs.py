@@ -15,9 +15,10 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from absl import logging
 import numpy as np
 
-from luke_jax.finetune.task import DataError
+from luke_jax.finetune.task import DataError, Features
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
 Span = tuple[int, int]
@@ -180,6 +181,21 @@ def encode(tokenizer: LukeTokenizer, texts: Sequence[str], spans: Sequence[Seque
     arrays["entity_attention_mask"][i] = 1
     arrays["entity_position_ids"][i] = columns["entity_position_ids"][i]
   return arrays, used, cut
+
+
+def features(tokenizer: LukeTokenizer, examples: Sequence[Any], spans: Sequence[Sequence[Span]],
+             targets: np.ndarray, *, num_entities: int, data_config, split: str) -> Features:
+  """`encode` of `examples` (which carry `text`, `path`, `line`) with `targets` as `labels`,
+  one feature row per example; how many sentences were cut is logged."""
+  arrays, used, cut = encode(
+      tokenizer, [e.text for e in examples], spans, [(e.path, e.line) for e in examples],
+      num_entities=num_entities, max_seq_length=data_config.max_seq_length,
+      max_mention_length=data_config.max_mention_length)
+  if cut:
+    logging.info("%s: %d of %d sentences lost context words to fit max_seq_length %d",
+                 split, cut, len(examples), data_config.max_seq_length)
+  arrays["labels"] = targets
+  return Features(arrays, np.arange(len(examples)), used)
 
 
 def _encode_all(tokenizer, texts, spans, where, mention) -> dict[str, list]:

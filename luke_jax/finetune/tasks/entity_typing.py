@@ -181,16 +181,8 @@ class EntityTypingTask(Task):
           raise DataError(e.path, e.line, f"type {t!r} of example {e.id!r} is not among the "
                           f"{len(labels)} labels {list(labels)}")
         targets[i, label_ids[t]] = 1.0
-    arrays, used, cut = entity_inputs.encode(
-        self.tokenizer, [e.text for e in examples], [[e.span] for e in examples],
-        [(e.path, e.line) for e in examples], num_entities=1,
-        max_seq_length=self.config.max_seq_length,
-        max_mention_length=self.config.max_mention_length)
-    if cut:
-      logging.info("%s: %d of %d sentences lost context words to fit max_seq_length %d",
-                   split, cut, len(examples), self.config.max_seq_length)
-    arrays["labels"] = targets
-    return Features(arrays, np.arange(len(examples)), used)
+    return entity_inputs.features(self.tokenizer, examples, [[e.span] for e in examples], targets,
+                                  num_entities=1, data_config=self.config, split=split)
 
   # ---- model ------------------------------------------------------------------------------
   def loss(self, outputs, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:

@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 
 from luke_jax.finetune.task import DataError, Features, Task
 from luke_jax.finetune.tasks import classification_metrics, entity_inputs
@@ -153,16 +152,8 @@ class RelationTask(Task):
         raise DataError(e.path, e.line, f"relation {e.relation!r} of example {e.id!r} is not "
                         f"among the {len(labels)} training labels")
       targets[i] = label_ids[e.relation]
-    arrays, used, cut = entity_inputs.encode(
-        self.tokenizer, [e.text for e in examples], [[e.subj, e.obj] for e in examples],
-        [(e.path, e.line) for e in examples], num_entities=2,
-        max_seq_length=self.config.max_seq_length,
-        max_mention_length=self.config.max_mention_length)
-    if cut:
-      logging.info("%s: %d of %d sentences lost context words to fit max_seq_length %d",
-                   split, cut, len(examples), self.config.max_seq_length)
-    arrays["labels"] = targets
-    return Features(arrays, np.arange(len(examples)), used)
+    return entity_inputs.features(self.tokenizer, examples, [[e.subj, e.obj] for e in examples], targets,
+                                  num_entities=2, data_config=self.config, split=split)
 
   # ---- model ------------------------------------------------------------------------------
   def loss(self, outputs, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
