@@ -285,3 +285,33 @@ def finetune_config(task: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+@pytest.fixture()
+def fast_compile():
+  """Most XLA optimisations off: for a tiny model, compiling, not running, is the cost."""
+  import jax
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def run_tiny_finetune(config, base, workdir, **train):
+  """`finetune(config)` from the tiny checkpoint `base`: 15 steps of 4 rows on a 2-device data
+  mesh (override with `train`). Checks the loss falls and `results.json` holds the run's test
+  metrics; returns the `FinetuneResult` and the parsed `results.json`."""
+  import json
+  from luke_jax.finetune import trainer
+  config.init_checkpoint = str(base)
+  config.train.update(dict(dict(max_steps=15, batch_size=4, eval_batch_size=8,
+                                learning_rate=1e-3, warmup_ratio=0.0, eval_every_epoch=False,
+                                ckpt_every=100), **train))
+  config.mesh = (("data", 2), ("fsdp", 1), ("tensor", 1))
+  result = trainer.finetune(config, workdir)
+  losses = [loss for _, loss in result.losses]
+  assert len(losses) == config.train.max_steps
+  assert np.mean(losses[-3:]) < np.mean(losses[:3])
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["test"] == pytest.approx(result.test)
+  return result, results

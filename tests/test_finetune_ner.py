@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import finetune_config
+from conftest import finetune_config, run_tiny_finetune
 from luke_jax.finetune.task import DataError, Features
 from luke_jax.finetune.tasks import ner, ner_metric
 from luke_jax.tokenization.tokenizer import LukeTokenizer
@@ -366,31 +366,18 @@ def conll_documents(rng, documents, sentences):
   return "\n".join(out) + "\n"
 
 
-@pytest.fixture()
-def fast_compile():
-  # Compilation, not running, is what a few tiny steps cost.
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
-
 def test_finetune_end_to_end(tmp_path, finetune_base, fast_compile):
   from luke_jax.finetune import trainer
   rng = random.Random(0)
   config = finetune_config("conll2003")
-  config.init_checkpoint = str(finetune_base)
   config.data.update(max_seq_length=64, max_entity_length=32, max_mention_length=8)
   for split, n in (("train", 4), ("dev", 2), ("test", 2)):
     config.data[f"{split}_file"] = str(write(tmp_path, conll_documents(rng, 2, n), split))
-  config.train.update(num_epochs=10, max_steps=15, batch_size=4, eval_batch_size=8,
-                      learning_rate=1e-3, warmup_ratio=0.0, eval_every_epoch=False,
-                      log_every=5, ckpt_every=100)
-  config.mesh = (("data", 2), ("fsdp", 1), ("tensor", 1))
   workdir = tmp_path / "w"
-  result = trainer.finetune(config, workdir)
+  result, results = run_tiny_finetune(config, finetune_base, workdir, num_epochs=10,
+                                      log_every=5)
   losses = [l for _, l in result.losses]
-  assert len(losses) == 15 and np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3])
-  results = __import__("json").loads((workdir / "results.json").read_text())
+  assert np.mean(losses[-3:]) < 0.75 * np.mean(losses[:3])
   for split in ("dev", "test"):
     assert {"precision", "recall", "f1"} <= set(results[split])
     assert 0 <= results[split]["f1"] <= 1

@@ -14,7 +14,7 @@ from luke_jax.finetune.tasks.record import RecordTask, _windows
 from luke_jax.models import registry
 from luke_jax.models.config import preset
 from luke_jax.tokenization.tokenizer import LukeTokenizer
-from conftest import finetune_config
+from conftest import finetune_config, run_tiny_finetune
 
 ARCH = "LukeForEntitySpanQA"
 CFG = preset("tiny", hidden_dropout_prob=0.1, num_hidden_layers=1)
@@ -302,29 +302,15 @@ def _toy_records(n, seed):
   return out
 
 
-@pytest.fixture()
-def fast_compile():
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", False)
-
-
 def test_finetune_end_to_end(tmp_path, finetune_base, fast_compile):
-  from luke_jax.finetune import trainer  # pylint: disable=g-import-not-at-top
   config = finetune_config("record")
-  config.init_checkpoint = str(finetune_base)
   config.data.update(dict(
       train_file=str(_write(tmp_path / "train.jsonl", _toy_records(24, 0))),
       dev_file=str(_write(tmp_path / "val.jsonl", _toy_records(6, 1))),
       test_file=str(_write(tmp_path / "test.jsonl", _toy_records(5, 2))),
       max_seq_length=64, max_query_length=24, max_entity_length=8, max_mention_length=8))
-  config.train.update(dict(max_steps=15, num_epochs=3, batch_size=4, eval_batch_size=4,
-                           learning_rate=1e-3, log_every=1, warmup_ratio=0.0))
-  config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
-  result = trainer.finetune(config, tmp_path / "w")
-  losses = [l for _, l in result.losses]
-  assert len(losses) == 15 and np.mean(losses[-4:]) < np.mean(losses[:4])
-  results = json.loads((tmp_path / "w" / "results.json").read_text())
+  _, results = run_tiny_finetune(config, finetune_base, tmp_path / "w", num_epochs=3,
+                                 eval_batch_size=4, log_every=1)
   for split in ("dev", "test"):
     assert set(results[split]) == {"exact_match", "f1"}
     assert 0 <= results[split]["exact_match"] <= results[split]["f1"] <= 1

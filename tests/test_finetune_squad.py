@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import finetune_config
+from conftest import finetune_config, run_tiny_finetune
 from luke_jax.finetune.task import DataError
 from luke_jax.finetune.tasks import mentions, squad_metric
 from luke_jax.finetune.tasks.squad import SquadExample, SquadTask
@@ -305,18 +305,7 @@ def test_config_paper_settings_and_frozen_entity_table():
 
 # ---- end to end -----------------------------------------------------------------------------
 
-@pytest.fixture
-def fast_compiles():
-  import jax
-  # Tiny model: XLA's optimisation passes cost more than they save (as in the Flax examples).
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
-
-
-def test_finetune_end_to_end(finetune_base, tmp_path, fast_compiles):
-  from luke_jax.finetune import trainer
+def test_finetune_end_to_end(finetune_base, tmp_path, fast_compile):
 
   short = [("Beyoncé was born in Houston in 1981.", "Where was Beyoncé born?", "Houston"),
            ("Tokyo is the capital of Japan.", "What is the capital of Japan?", "Tokyo"),
@@ -330,7 +319,6 @@ def test_finetune_end_to_end(finetune_base, tmp_path, fast_compiles):
       qa("l2", "What is the capital of Japan?", LONG, "Tokyo"),
       qa("l3", "Is Paris in Japan?", LONG, impossible=True)]})
   config = finetune_config("squad")
-  config.init_checkpoint = str(finetune_base)
   config.data.update(max_seq_length=64, max_query_length=16, doc_stride=24,
                      max_entity_length=8, max_mention_length=4, entities="titles",
                      version_2_with_negative=True,
@@ -342,15 +330,8 @@ def test_finetune_end_to_end(finetune_base, tmp_path, fast_compiles):
   # forces a checkpoint) before the last step.
   squad_json([dict(p, qas=[dict(q, id=f"{q['id']}.{k}") for q in p["qas"]])
               for k in range(5) for p in paragraphs], tmp_path / "train.json")
-  config.train.update(num_epochs=20, max_steps=15, batch_size=4, eval_batch_size=8,
-                      learning_rate=1e-3, warmup_ratio=0.0, eval_every_epoch=False,
-                      log_every=1, ckpt_every=100)
-  config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
   workdir = tmp_path / "w"
-  result = trainer.finetune(config, workdir)
-  losses = [l for _, l in result.losses]
-  assert len(losses) == 15 and np.mean(losses[-3:]) < np.mean(losses[:3])
-  results = json.loads((workdir / "results.json").read_text())
+  _, results = run_tiny_finetune(config, finetune_base, workdir, num_epochs=20, log_every=1)
   for split in ("dev", "test"):
     assert {"exact_match", "f1", "HasAns_f1", "NoAns_f1"} <= set(results[split])
     assert 0 <= results[split]["f1"] <= 100

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import finetune_config
+from conftest import finetune_config, run_tiny_finetune
 from luke_jax import checkpoint
 from luke_jax.finetune.task import DataError
 from luke_jax.finetune.tasks import classification_metrics, entity_typing
@@ -255,29 +255,21 @@ def _synthetic(path, n, seed):
 def test_finetune_end_to_end(finetune_base, tmp_path):
   from luke_jax.finetune import trainer
   config = finetune_config("open_entity")
-  config.init_checkpoint = str(finetune_base)
   config.data.max_seq_length = 64
   # 60 rows: one epoch boundary (one checkpoint save) in the 15 steps.
   config.data.train_file = _synthetic(tmp_path / "train.json", 60, 0)
   config.data.dev_file = _synthetic(tmp_path / "dev.json", 9, 1)
   config.data.test_file = _synthetic(tmp_path / "test.json", 6, 2)
-  config.train.update(num_epochs=2, max_steps=15, batch_size=4, eval_batch_size=8,
-                      learning_rate=3e-3, warmup_ratio=0.0, ckpt_every=100,
-                      eval_every_epoch=False)
   config.model.hidden_dropout_prob = 0.0  # a clean loss curve in 15 steps
-  config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
   workdir = tmp_path / "work"
-  result = trainer.finetune(config, workdir)
-  losses = [loss for _, loss in result.losses]
-  assert len(losses) == 15 and np.mean(losses[-3:]) < np.mean(losses[:3])
-  results = json.loads((workdir / "results.json").read_text())
+  _, results = run_tiny_finetune(config, finetune_base, workdir, num_epochs=2,
+                                 learning_rate=3e-3)
   for split, n in (("dev", 9), ("test", 6)):
     assert {"precision", "recall", "f1"} <= set(results[split])
     rows = [json.loads(line) for line in
             (workdir / f"{split}_predictions.jsonl").read_text().splitlines()]
     assert len(rows) == n and rows[0]["id"] == f"{split}-0"
     assert all(set(r["types"]) <= set(entity_typing.GENERAL_TYPES) for r in rows)
-  assert results["test"] == pytest.approx(result.test)
   # --predict_only on marked plain text with the best model.
   raw = tmp_path / "raw.txt"
   raw.write_text("They visited <e>Tokyo</e> again .\n<e>Sony</e> hired staff .\n")
