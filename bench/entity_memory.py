@@ -5,8 +5,9 @@ naively, the `[masked entities, entity vocabulary]` float32 logits (and their gr
 largest activation of the step and grow with the vocabulary; LUKE-JAX computes that softmax in
 vocabulary chunks (`luke_jax.training.losses`), so the step's activation memory should not
 depend on the vocabulary, and a 10M-entity table should cost only table-sized buffers: the
-parameter and Adam's two moments (arguments) and gradients (temporaries), whatever the number
-of masked entities N.
+parameter and Adam's two moments (arguments) and one gradient (temporaries), whatever the number
+of masked entities N. With `--grad_accum` > 1 the step also holds the gradient accumulator: two
+tables of temporaries.
 
 For each vocabulary size this compiles the real pretraining train step
 (`luke_jax.training.steps.train_step`: forward, backward, AdamW update, state donated) for
@@ -62,7 +63,7 @@ def abstract_batch(batch_size: int, seq: int, entities: int, mention: int, maske
 
 
 def step_memory(config, batch: dict, *, entity_chunk_size: int | None = None,
-                stage: int = 2) -> dict[str, int]:
+                stage: int = 2, grad_accum_steps: int = 1) -> dict[str, int]:
   """XLA's memory analysis of the compiled train step; bytes by kind.
 
   Args:
@@ -70,6 +71,7 @@ def step_memory(config, batch: dict, *, entity_chunk_size: int | None = None,
     batch: `jax.ShapeDtypeStruct`s from `abstract_batch`.
     entity_chunk_size: entity softmax chunk (None: the model's default).
     stage: 1 trains only the entity parameters (no moments for the rest), 2 everything.
+    grad_accum_steps: microbatches per step (divides the batch size).
 
   Returns:
     `arguments`, `outputs`, `aliased`, `temp` and `peak` bytes.
@@ -83,7 +85,8 @@ def step_memory(config, batch: dict, *, entity_chunk_size: int | None = None,
                                opt_state=jax.eval_shape(tx.init, params),
                                rng=jax.eval_shape(jax.random.PRNGKey, 0))
   applied = model if entity_chunk_size is None else _EntityChunks(model, entity_chunk_size)
-  step = functools.partial(steps.train_step, model=applied, tx=tx, grad_accum_steps=1)
+  step = functools.partial(steps.train_step, model=applied, tx=tx,
+                           grad_accum_steps=grad_accum_steps)
   compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile()
   m = compiled.memory_analysis()
   if m is None:
@@ -105,6 +108,7 @@ def main(argv=None) -> None:
   parser.add_argument("--full", action="store_true",
                       help="also compile the naive loss (one chunk spanning the vocabulary)")
   parser.add_argument("--stage", type=int, default=2, choices=(1, 2))
+  parser.add_argument("--grad_accum", type=int, default=1, help="microbatches per step")
   parser.add_argument("--hidden", type=int, default=128)
   parser.add_argument("--layers", type=int, default=2)
   parser.add_argument("--heads", type=int, default=2)
@@ -126,7 +130,7 @@ def main(argv=None) -> None:
   print(f"{jax.default_backend()} ({jax.devices()[0].device_kind}); hidden {args.hidden}, "
         f"{args.layers} layers, entity_emb_size {args.entity_emb_size}, batch "
         f"{args.batch_size} x {args.seq} words / {args.entities} entities, N = {masked} masked "
-        f"entities, stage {args.stage}; MiB\n")
+        f"entities, stage {args.stage}, {args.grad_accum} microbatch(es); MiB\n")
   header = (f"{'entities':>11} {'loss':>14} {'arguments':>11} {'temp':>10} {'peak':>11} "
             f"{'table':>9} {'logits':>10}")
   print(header)
@@ -140,7 +144,8 @@ def main(argv=None) -> None:
                       entity_emb_size=args.entity_emb_size,
                       max_position_embeddings=args.seq + 2, use_entity_aware_attention=False)
       chunk = args.chunk if loss == "chunked" else vocab
-      m = step_memory(config, batch, entity_chunk_size=chunk, stage=args.stage)
+      m = step_memory(config, batch, entity_chunk_size=chunk, stage=args.stage,
+                      grad_accum_steps=args.grad_accum)
       rows[loss, vocab] = m
       table = vocab * args.entity_emb_size * 4
       print(f"{vocab:>11,} {loss + ' ' + str(min(chunk, vocab)):>14} "
@@ -155,7 +160,7 @@ def main(argv=None) -> None:
   print(f"\nchunked, {large:,} vs {small:,} entities:")
   print(f"  temp ratio {b['temp'] / a['temp']:.2f}; temp grew {_mib(b['temp'] - a['temp'])} MiB "
         f"= {(b['temp'] - a['temp']) / tables:.2f} table-sized buffers of the difference "
-        f"({_mib(tables)} MiB each: gradients of the table)")
+        f"({_mib(tables)} MiB each: the table's gradient, and its accumulator with --grad_accum)")
   print(f"  arguments grew {_mib(b['arguments'] - a['arguments'])} MiB = "
         f"{(b['arguments'] - a['arguments']) / tables:.2f} tables (parameter + Adam moments)")
   print(f"  the naive logits would have grown {_mib(masked * (large - small) * 4)} MiB")
