@@ -45,7 +45,7 @@ test: $(STAMP) samples
 bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py
 	$(PY) bench/pipeline.py
-	$(PY) bench/forward.py
+	$(PY) bench/forward.py --gemms
 	$(PY) bench/pretrain_step.py
 	$(PY) bench/attention.py --kernels
 	$(PY) bench/compile.py --no_loop
