@@ -39,8 +39,11 @@ demo: $(STAMP) samples
 convert-demo: $(STAMP)
 	$(PY) -m luke_jax.demo --out demo_out/convert
 
+# Two pytest workers (one per core here); a file's tests stay on one worker so its module
+# fixtures are built once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) samples
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py
