@@ -82,18 +82,11 @@ def train_rows(args) -> list[list[str]]:
     finally:
       step = None
     med = common.median(runs)
-    flops = size * metrics.flops_per_example(
-        cfg, _params_shapes(cfg), args.words, args.entities,
-        batch["mlm_positions"].shape[1], batch["mep_positions"].shape[1])
+    flops = common.pretraining_flops(cfg, batch)
     mfu = f"{flops / med / peak * 100:.1f}%" if peak else "-"
     rows.append([str(size), f"{med:.3f}", f"{size * (args.words + args.entities) / med:,.0f}",
                  mfu, f"{compile_s:.1f}"])
   return rows
-
-
-def _params_shapes(cfg):
-  from luke_jax.models import registry
-  return registry.abstract_params("LukeForMaskedLM", cfg)
 
 
 def _encoder(args, cfg, batch_size, train: bool):

@@ -221,6 +221,18 @@ def torch_inputs(batch: dict[str, np.ndarray]) -> dict:
   return {k: torch.tensor(batch[k], dtype=torch.long) for k in keys if k in batch}
 
 
+def pretraining_flops(cfg, batch: dict) -> float:
+  """Model FLOPs of one luke-jax pretraining step on `batch` (`luke_jax.training.metrics`'
+  count: 6 x dense weights x tokens, attention scores, heads at the masked positions only)."""
+  from luke_jax.models import registry
+  from luke_jax.training import metrics
+  rows, words = batch["input_ids"].shape
+  entities = batch["entity_ids"].shape[1]
+  return rows * metrics.flops_per_example(
+      cfg, registry.abstract_params("LukeForMaskedLM", cfg), words, entities,
+      batch["mlm_positions"].shape[1], batch["mep_positions"].shape[1])
+
+
 class PretrainingStep:
   """luke-jax's pretraining step on one device: `LukePretrainingModel` + `make_optimizer` +
   `steps.make_train_step` (the state is donated, as in `run_pretrain.py`)."""

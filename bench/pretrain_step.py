@@ -12,9 +12,16 @@ alternating rounds, so load from other processes falls on both alike; at luke-ba
 entities each holds about 4 GB of parameters, gradients and Adam moments, about 10 GB at the
 peak together (`--sequential` times one, frees it, then the other).
 
-  python bench/pretrain_step.py [--batch 8] [--words 128] [--entities 16] [--layers 12]
-                             [--entity_vocab 500000] [--eaa] [--threads N] [--repeats 5]
-                             [--quick] [--only luke-jax|transformers] [--sequential]
+The table gives seconds per step, tokens/s, the model FLOP/s luke-jax's step achieves (FLOPs
+counted as `luke_jax.training.metrics` does for the training loop's MFU) and MFU against the
+device's dense peak: known for accelerators, `--peak_tflops` for a CPU (e.g. 2 cores x 2 FMA x
+8 float32 lanes x 2 x clock for AVX2). On an accelerator `--only luke-jax` times luke-jax alone
+(the reference stays a CPU torch model); `bench/accelerator.py` is the bf16 large-scale variant.
+
+  python bench/pretrain_step.py [--size base|large] [--batch 8] [--words 128] [--entities 16]
+                             [--layers 12] [--entity_vocab 500000] [--eaa] [--threads N]
+                             [--repeats 5] [--quick] [--only luke-jax|transformers]
+                             [--sequential] [--peak_tflops T]
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import common  # bench/common.py (sets sys.path for luke_jax)
 
 def parse() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--size", choices=["base", "large"], default="base",
+                      help="luke-base (12 x 768) or luke-large (24 x 1024) shapes")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--words", type=int, default=128)
   parser.add_argument("--entities", type=int, default=16)
-  parser.add_argument("--layers", type=int, default=12)
+  parser.add_argument("--layers", type=int, default=None, help="default: the preset's")
   parser.add_argument("--entity_vocab", type=int, default=500_000)
   parser.add_argument("--eaa", action="store_true", help="entity-aware attention in both")
   parser.add_argument("--impl", default="fused", choices=["fused", "unfused"],
@@ -39,6 +48,8 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--sequential", action="store_true",
                       help="time one framework, free it, then the other (half the memory; "
                            "more exposed to load changes)")
+  parser.add_argument("--peak_tflops", type=float, default=None,
+                      help="dense peak of the device for MFU (default: known accelerators only)")
   common.add_common_flags(parser)
   args = parser.parse_args()
   common.default_repeats(args)
@@ -81,7 +92,8 @@ def main() -> None:
   args = parse()
   threads = common.pin_threads(args.threads)
   common.torch_threads(threads)
-  cfg = common.luke_config("luke-base", num_hidden_layers=args.layers,
+  layers = {"num_hidden_layers": args.layers} if args.layers else {}
+  cfg = common.luke_config(f"luke-{args.size}", **layers,
                            entity_vocab_size=args.entity_vocab,
                            use_entity_aware_attention=args.eaa, attention_impl=args.impl)
   batch = common.pretraining_batch(cfg, args.batch, args.words, args.entities)
@@ -101,23 +113,31 @@ def main() -> None:
   results = {name: (times[name], "-" if compile_s[name] is None else f"{compile_s[name]:.1f}",
                     losses[name]) for name in which}
 
+  import jax
+  from luke_jax.training import metrics
   tokens = args.batch * (args.words + args.entities)
+  flops = common.pretraining_flops(cfg, batch)
+  peak = args.peak_tflops * 1e12 if args.peak_tflops else metrics.peak_flops(jax.devices()[0])
   ref = results["transformers"][0] if "transformers" in results else None
   rows = []
   for name, (runs, compiled_in, loss) in results.items():
-    rows.append([name, f"{common.median(runs):.3f}", common.spread(runs),
-                 f"{tokens / common.median(runs):,.0f}", common.ratio(runs, ref) if ref else "-",
-                 compiled_in, f"{loss:.2f}"])
+    med = common.median(runs)
+    ours = name == "luke-jax"
+    rows.append([name, f"{med:.3f}", common.spread(runs), f"{tokens / med:,.0f}",
+                 f"{flops / med / 1e12:.3f}" if ours else "-",
+                 f"{flops / med / peak * 100:.1f}%" if ours and peak else "-",
+                 common.ratio(runs, ref) if ref else "-", compiled_in, f"{loss:.2f}"])
   attention = f"entity-aware ({args.impl})" if args.eaa else "plain"
   masked = (batch["mlm_positions"].shape[1], batch["mep_positions"].shape[1])
   common.print_table(
-      f"CPU pretraining step (MLM + MEP, AdamW), {args.layers} x {cfg.hidden_size}, "
+      f"Pretraining step (MLM + MEP, AdamW) on {jax.devices()[0].device_kind}, "
+      f"{cfg.num_hidden_layers} x {cfg.hidden_size}, "
       f"{cfg.vocab_size:,} words, {cfg.entity_vocab_size:,} entities; batch {args.batch} x "
       f"({args.words} words + {args.entities} entities), {masked[0]} words and {masked[1]} "
       f"entities masked per row, {attention} attention, float32, dropout 0.1; median of "
       f"{args.repeats} after {args.warmup} warm-up\n{common.environment(threads)}",
-      ["", "median s", "min-max s", "tokens/s", "vs transformers (median; best)", "compile s",
-       "first loss"],
+      ["", "median s", "min-max s", "tokens/s", "model TFLOP/s", "MFU",
+       "vs transformers (median; best)", "compile s", "first loss"],
       rows)
 
 
