@@ -38,13 +38,8 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--tune_batch", type=int, default=32)
   parser.add_argument("--remat", default="none", choices=["none", "minimal", "full"])
   parser.add_argument("--skip", default="", help="comma list of tables to skip: train,infer,tune")
-  common.add_common_flags(parser)
-  args = parser.parse_args()
-  common.default_repeats(args)
-  if args.quick:
-    args.words, args.entities, args.micro_batches = 64, 16, "2"
-    args.infer_batch = args.tune_batch = 2
-  return args
+  return common.parse_args(parser, words=64, entities=16, micro_batches="2", infer_batch=2,
+                           tune_batch=2)
 
 
 def _config(args, **changes):

@@ -38,12 +38,7 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--kernels", action="store_true",
                       help="also time the attention functions alone")
   parser.add_argument("--no_reference", action="store_true", help="skip transformers")
-  common.add_common_flags(parser)
-  args = parser.parse_args()
-  common.default_repeats(args)
-  if args.quick:
-    args.layers = 1
-  return args
+  return common.parse_args(parser, layers=1)
 
 
 def model_rows(args, threads) -> list[list[str]]:

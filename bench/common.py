@@ -31,6 +31,18 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                       help="small shapes and 2 repeats: a smoke run, not a measurement")
 
 
+def parse_args(parser: argparse.ArgumentParser, **quick) -> argparse.Namespace:
+  """Adds the common flags, parses, fills the default repeats and, with `--quick`, replaces
+  the arguments named in `quick` by its (small) values."""
+  add_common_flags(parser)
+  args = parser.parse_args()
+  default_repeats(args)
+  if args.quick:
+    for name, value in quick.items():
+      setattr(args, name, value)
+  return args
+
+
 def default_repeats(args: argparse.Namespace) -> None:
   if args.repeats is None:
     args.repeats = 2 if args.quick else 5

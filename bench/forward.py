@@ -38,12 +38,7 @@ def parse() -> argparse.Namespace:
                       help="luke-jax attention_impl")
   parser.add_argument("--gemms", action="store_true",
                       help="also time the encoder's matrix products alone (GEMM floor)")
-  common.add_common_flags(parser)
-  args = parser.parse_args()
-  common.default_repeats(args)
-  if args.quick:
-    args.batch, args.layers, args.entity_vocab = 2, 2, 20_000
-  return args
+  return common.parse_args(parser, batch=2, layers=2, entity_vocab=20_000)
 
 
 def main() -> None:

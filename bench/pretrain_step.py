@@ -50,12 +50,7 @@ def parse() -> argparse.Namespace:
                            "more exposed to load changes)")
   parser.add_argument("--peak_tflops", type=float, default=None,
                       help="dense peak of the device for MFU (default: known accelerators only)")
-  common.add_common_flags(parser)
-  args = parser.parse_args()
-  common.default_repeats(args)
-  if args.quick:
-    args.batch, args.layers, args.entity_vocab = 2, 2, 20_000
-  return args
+  return common.parse_args(parser, batch=2, layers=2, entity_vocab=20_000)
 
 
 def build_ours(cfg, batch):

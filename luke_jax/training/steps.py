@@ -90,7 +90,7 @@ def train_step(state: TrainState, batch: Batch, *, model, tx: optax.GradientTran
   params = optax.apply_updates(state.params, updates)
   metrics = {k: jnp.asarray(sums[k], jnp.float32) for k in METRIC_KEYS}
   metrics["loss"] = jnp.asarray(loss, jnp.float32)
-  metrics["grad_norm"] = optax.global_norm(grads).astype(jnp.float32)
+  metrics["grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, metrics
 
