@@ -8,7 +8,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "from_pretrained": "luke_jax.checkpoint",
+    "from_pretrained": "luke_jax.pretrained",
     "save_checkpoint": "luke_jax.checkpoint",
     "LukeConfig": "luke_jax.models.config",
     "PRESETS": "luke_jax.models.config",

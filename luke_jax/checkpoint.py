@@ -1,9 +1,12 @@
-"""luke-jax checkpoint directories and `from_pretrained`.
+"""luke-jax checkpoint directories: reading and writing them.
 
 A checkpoint directory holds `config.json` (the HF config with `architectures`, plus a
 `luke_jax` section), `params/` (an Orbax checkpoint of the parameter tree, layer-loop layout)
 and any tokenizer files. Directories are written under a temporary name and renamed into place,
 so a failed or interrupted write never leaves something that looks complete.
+
+This module sits below conversion (`luke_jax.convert` writes through it) and never imports it;
+`luke_jax.pretrained.from_pretrained` is the loader that also accepts Hugging Face directories.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -154,46 +156,3 @@ def load_params(directory: str | os.PathLike, config: LukeConfig, architecture: 
   finally:
     checkpointer.close()
   return layout.to_layout(params, config.scan_layers)
-
-
-def _log_conversion(message: str) -> None:
-  # Random weights in a loaded model deserve a warning (as transformers gives); the rest is detail.
-  if message.startswith("newly initialised"):
-    logging.warning("%s", message)
-  else:
-    logging.info("%s", message)
-
-
-def from_pretrained(directory: str | os.PathLike, *, dtype: str | None = None,
-                    param_dtype: str | None = None, scan_layers: bool | None = None,
-                    remat_policy: str | None = None, architecture: str | None = None):
-  """`model, params = from_pretrained(DIR)`: a Flax module and its parameter tree.
-
-  `DIR` is a luke-jax checkpoint (from `python -m luke_jax.convert` or training) or a Hugging
-  Face LUKE directory (`config.json` + `model.safetensors` / `pytorch_model.bin`), converted on
-  the fly. The module class follows the checkpoint's `architectures` unless `architecture` is
-  given; keyword arguments override the luke-jax-only config fields.
-  """
-  directory = Path(directory)
-  config, stored_arch, _ = read_config(directory)
-  if architecture is None and stored_arch not in registry.ARCHITECTURES:
-    known = ", ".join(sorted(registry.ARCHITECTURES))
-    raise ValueError(f"{directory / 'config.json'}: key \"architectures\" names "
-                     f"{stored_arch!r}, which is no luke-jax model (known: {known}); pass "
-                     "architecture= to choose one")
-  overrides = {k: v for k, v in dict(dtype=dtype, param_dtype=param_dtype,
-                                     scan_layers=scan_layers, remat_policy=remat_policy).items()
-               if v is not None}
-  config = config.replace(**overrides)
-  arch = architecture or stored_arch
-  if (directory / "params").exists():
-    if arch != stored_arch:
-      raise ValueError(f"{directory}: holds a {stored_arch}; convert it to {arch} with "
-                       "`python -m luke_jax.convert --architecture` instead")
-    params = load_params(directory, config, arch)
-    params = jax.tree.map(lambda x: jnp.asarray(x, config.param_dtype), params)
-  else:
-    from luke_jax.convert import hf  # pylint: disable=g-import-not-at-top
-    params, config = hf.load_hf_params(directory, config, arch, log=_log_conversion)
-    params = jax.tree.map(jnp.asarray, params)
-  return registry.build(arch, config), params

@@ -370,3 +370,17 @@ def test_cli_hf_to_flax_and_back(tmp_path):
   assert set(back) == set(want)
   assert all(np.array_equal(back[k], want[k]) for k in want)
   assert not list(tmp_path.glob(".*tmp-*"))
+
+
+# --------------------------------------------------------------------------------------------
+# Layering
+
+
+def test_checkpoint_module_does_not_import_conversion():
+  # Conversion writes through luke_jax.checkpoint; the reverse would be an import circle.
+  code = ("import sys, luke_jax.checkpoint; "
+          "print(sorted(m for m in sys.modules if m.startswith('luke_jax.convert')))")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip() == "[]"

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from luke_jax import checkpoint
+from luke_jax import checkpoint, pretrained
 from luke_jax.finetune.task import DataError
 from luke_jax.finetune.tasks import record_metric
 from luke_jax.finetune.tasks.record import RecordTask, _windows
@@ -117,7 +117,7 @@ def test_head_is_registered_and_round_trips_a_checkpoint(tmp_path, qa_params):
   params = qa_params
   assert set(params) == {"luke", "classifier"}
   checkpoint.save_checkpoint(tmp_path / "ckpt", params, CFG, ARCH)
-  module, loaded = checkpoint.from_pretrained(tmp_path / "ckpt")
+  module, loaded = pretrained.from_pretrained(tmp_path / "ckpt")
   assert type(module).__name__ == ARCH
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, loaded))
 

@@ -31,6 +31,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from luke_jax import checkpoint as luke_checkpoint
+from luke_jax import pretrained as luke_pretrained
 from luke_jax.finetune import batching, init as init_lib, tasks
 from luke_jax.finetune.progress import Progress
 from luke_jax.finetune.task import Features, Task
@@ -393,7 +394,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
 def _initial_state(runner: _Runner, init_dir: Path, base_config: LukeConfig, stored_arch: str,
                    model_config: LukeConfig, tx, shardings: TrainState, seed: int) -> TrainState:
   """Fresh head + the checkpoint's encoder (and head, when it is this task's model)."""
-  _, loaded = luke_checkpoint.from_pretrained(init_dir, scan_layers=model_config.scan_layers,
+  _, loaded = luke_pretrained.from_pretrained(init_dir, scan_layers=model_config.scan_layers,
                                               architecture=stored_arch
                                               if stored_arch in registry.ARCHITECTURES
                                               else "LukeModel")
@@ -458,7 +459,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   if not Path(input_file).is_file():
     raise FileNotFoundError(f"{input_file}: no such file")
   task = _make_task(config, checkpoint_dir)
-  module, params = luke_checkpoint.from_pretrained(
+  module, params = luke_pretrained.from_pretrained(
       checkpoint_dir, dtype=config.model.get("dtype"))
   if type(module).__name__ != task.architecture:
     raise ValueError(f"{checkpoint_dir} holds a {type(module).__name__}, task {config.task} "
