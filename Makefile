@@ -37,7 +37,7 @@ demo: $(STAMP) samples
 
 # Converts a random transformers LUKE and prints Flax vs PyTorch outputs side by side.
 convert-demo: $(STAMP)
-	$(PY) -m luke_jax.demo --out demo_out/convert
+	$(PY) scripts/convert_demo.py --out demo_out/convert
 
 # Two pytest workers (one per core here); a file's tests stay on one worker so its module
 # fixtures are built once. TEST_WORKERS=0 runs in one process.

@@ -1,5 +1,6 @@
-"""`python -m luke_jax.demo` (what `make demo` runs) as a user runs it: a subprocess."""
+"""`scripts/convert_demo.py` (what `make convert-demo` runs) as a user runs it: a subprocess."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,13 +10,15 @@ import pytest
 
 pytestmark = pytest.mark.torch
 REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "convert_demo.py"
 
 
 def test_demo_passes_and_writes_report(tmp_path):
   pytest.importorskip("torch")
   pytest.importorskip("transformers")
   out = tmp_path / "demo_out"
-  proc = subprocess.run([sys.executable, "-m", "luke_jax.demo", "--out", str(out)], cwd=REPO,
+  # Run from elsewhere: the script must not depend on the working directory.
+  proc = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], cwd=tmp_path,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
   assert "PASS: all" in proc.stdout, proc.stdout
@@ -36,9 +39,11 @@ def test_demo_passes_and_writes_report(tmp_path):
 
 
 def test_demo_exit_status_follows_parity(tmp_path, monkeypatch):
-  """A failed comparison must make `make demo` fail, not just print FAIL."""
+  """A failed comparison must make `make convert-demo` fail, not just print FAIL."""
   from absl.testing import flagsaver
-  from luke_jax import demo
+  spec = importlib.util.spec_from_file_location("convert_demo", SCRIPT)
+  demo = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(demo)
   parsed = dict(out=str(tmp_path), overwrite="true", timing_runs="1", verbosity="0")
   for passed, status in ((False, 1), (True, 0)):
     monkeypatch.setattr(demo, "run", lambda out, passed=passed, **_: {"passed": passed})

@@ -1,13 +1,14 @@
-r"""End-to-end parity demo: a random PyTorch LUKE, converted, run in JAX, compared.
+r"""End-to-end conversion parity demo: a random PyTorch LUKE, converted, run in JAX, compared.
 
-  python -m luke_jax.demo --out demo_out
+  python scripts/convert_demo.py --out demo_out/convert    (what `make convert-demo` runs)
 
 Creates a random-initialised `transformers.LukeForMaskedLM` with released-checkpoint-like
 settings (layer-norm eps 1e-5, one token type, entity-aware attention, projected entity
 embeddings), saves it as a Hugging Face directory, converts it with `luke_jax.convert.hf`, loads
 the result with `luke_jax.from_pretrained` and runs both on one padded batch. Prints a side-by-side
 table, writes `<out>/parity.json` and exits non-zero if any output differs by more than the
-tolerance. Needs the `convert` extra (torch, transformers); no network access.
+tolerance. Needs luke-jax installed with the `convert` extra (torch, transformers); no network
+access.
 
 Output directory:
   <out>/hf_checkpoint/       the PyTorch reference (config.json + model.safetensors)
