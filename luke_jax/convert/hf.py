@@ -27,7 +27,7 @@ def infer_architecture(state: dict[str, np.ndarray], config_file: str = "config.
   return "LukeModel"
 
 
-def read_hf(src: str | os.PathLike, architecture: str | None = None, log: Log = print):
+def read_hf(src: str | os.PathLike, architecture: str | None = None):
   """(config, architecture, state, origin) of an HF LUKE directory."""
   src = Path(src)
   config_file = src / "config.json"
@@ -52,14 +52,13 @@ def read_hf(src: str | os.PathLike, architecture: str | None = None, log: Log = 
   state, origin = weights_io.load_state_dict(src)
   arch = (architecture or (raw.get("architectures") or [None])[0]
           or infer_architecture(state, str(config_file)))
-  del log
   return config, arch, state, origin
 
 
 def load_hf_params(src: str | os.PathLike, config: LukeConfig, architecture: str,
                    log: Log = print):
   """`(params, config)` read straight from an HF directory."""
-  _, _, state, origin = read_hf(src, architecture, log)
+  _, _, state, origin = read_hf(src, architecture)
   return state_dict_to_params(state, config, architecture, origin=origin,
                               config_file=str(Path(src) / "config.json"), log=log)
 
@@ -69,7 +68,7 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str =
             overwrite: bool = False, seed: int = 0, log: Log = print) -> Path:
   """HF directory -> luke-jax checkpoint (or HF again, e.g. to add a head); tokenizer copied."""
   checkpoint.check_destination(dst, overwrite)
-  config, arch, state, origin = read_hf(src, architecture, log)
+  config, arch, state, origin = read_hf(src, architecture)
   config_file = str(Path(src) / "config.json")
   if num_labels is not None and num_labels != config.num_labels:
     config = config.replace(id2label=tuple((i, f"LABEL_{i}") for i in range(num_labels)))

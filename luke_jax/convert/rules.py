@@ -84,7 +84,7 @@ _SUFFIX = {
 }
 
 
-def _pattern(template: str, alternatives: str, sep: str) -> str:
+def _pattern(template: str, alternatives: str) -> str:
   out = re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)")
   return out.replace(r"\{x\}", f"(?P<x>{alternatives})") if alternatives else out
 
@@ -109,7 +109,7 @@ def hf_to_flax_path(hf_key: str, prefixed: bool) -> tuple[str, str] | None:
       if hf_key == hp + rule.hf:
         return fp + rule.flax, "param"
       continue
-    m = re.fullmatch(re.escape(hp) + _pattern(rule.hf, rule.alternatives, ".") + r"\.(?P<s>\w+)",
+    m = re.fullmatch(re.escape(hp) + _pattern(rule.hf, rule.alternatives) + r"\.(?P<s>\w+)",
                      hf_key)
     if m and m.group("s") in _SUFFIX[rule.kind]:
       groups = m.groupdict()
@@ -125,7 +125,7 @@ def flax_to_hf_key(flax_path: str, prefixed: bool) -> tuple[str, str]:
       if flax_path == fp + rule.flax:
         return hp + rule.hf, "param"
       continue
-    m = re.fullmatch(re.escape(fp) + _pattern(rule.flax, rule.alternatives, "/") + r"/(?P<s>\w+)",
+    m = re.fullmatch(re.escape(fp) + _pattern(rule.flax, rule.alternatives) + r"/(?P<s>\w+)",
                      flax_path)
     if m:
       groups = m.groupdict()

@@ -15,7 +15,7 @@ _IGNORED_HF_KEYS = frozenset({
     "use_deepspeed_transformer_layer", "classifier_bias", "transformers_version", "model_type",
     "architectures", "torch_dtype", "dtype", "return_dict", "output_hidden_states",
     "output_attentions", "chunk_size_feed_forward", "is_decoder", "add_cross_attention",
-    "tie_word_embeddings", "tie_encoder_decoder", "problem_type_", "_name_or_path",
+    "tie_word_embeddings", "tie_encoder_decoder", "_name_or_path",
     "finetuning_task", "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id",
     "is_encoder_decoder",
     "task_specific_params", "num_labels",

@@ -270,16 +270,3 @@ class LukeModel(nn.Module):
     return LukeModelOutput(
         last_hidden_state=word_last, entity_last_hidden_state=entity_last, pooler_output=pooled,
         hidden_states=word_states, entity_hidden_states=entity_states, attentions=all_probs)
-
-
-def init_inputs(config: LukeConfig, batch: int = 1, num_words: int = 4, num_entities: int = 2,
-                mention_length: int = 2) -> dict[str, Array]:
-  """Dummy inputs with every optional tensor present, for `init` and `eval_shape`."""
-  del config
-  return dict(
-      input_ids=jnp.zeros((batch, num_words), jnp.int32),
-      attention_mask=jnp.ones((batch, num_words), jnp.int32),
-      entity_ids=jnp.zeros((batch, num_entities), jnp.int32),
-      entity_position_ids=jnp.zeros((batch, num_entities, mention_length), jnp.int32),
-      entity_attention_mask=jnp.ones((batch, num_entities), jnp.int32),
-  )
