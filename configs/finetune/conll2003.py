@@ -1,4 +1,4 @@
-r"""Named entity recognition on CoNLL-2003 with the paper's settings (`luke.md` E, E.1).
+r"""Named entity recognition on CoNLL-2003 with the paper's settings.
 
   python run_finetune.py --config configs/finetune/conll2003.py \
       --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
@@ -6,7 +6,8 @@ r"""Named entity recognition on CoNLL-2003 with the paper's settings (`luke.md` 
       --config.data.test_file=$CONLL/eng.testb --workdir /tmp/luke_conll2003
 
 Files are the CoNLL-2003 columns (`token POS chunk NER`, or just `token tag`), IOB1 as
-distributed or IOB2; `-DOCSTART-` separates documents. Paper: effective batch 8 (2 x 4
+distributed or IOB2; `-DOCSTART-` separates documents. Paper (the commands in
+github.com/studio-ousia/luke `examples/legacy/README.md`): effective batch 8 (2 x 4
 accumulation), lr 1e-5, 5 epochs, seed 35, 512 subwords, 128 spans per instance, spans of at
 most 16 subwords; AdamW without bias correction, betas (0.9, 0.98), 6% warmup then linear
 decay (the base config). If 8 windows of 512 do not fit the accelerator, raise

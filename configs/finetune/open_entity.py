@@ -1,4 +1,4 @@
-r"""Entity typing on Open Entity with the paper's settings (`luke.md` E, E.3).
+r"""Entity typing on Open Entity with the paper's settings.
 
   python run_finetune.py --config configs/finetune/open_entity.py \
       --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
@@ -8,9 +8,10 @@ r"""Entity typing on Open Entity with the paper's settings (`luke.md` E, E.3).
 
 Files are UFET crowd JSON lines (`ultrafine_acl18/crowd/{train,dev,test}.json`, filtered to
 the 9 general types) or ERNIE's Open Entity release (`OpenEntity/{train,dev,test}.json`, the
-paper's data). Paper: batch 4 (2 x 2 accumulation), lr 1e-5, 3 epochs, seed 12, mention
-length 30; AdamW without bias correction, betas (0.9, 0.98), 6% warmup then linear decay (the
-base config). Prediction only (one sentence per line, the mention marked `<e>...</e>`):
+paper's data). Paper (the commands in github.com/studio-ousia/luke `examples/legacy/README.md`):
+batch 4 (2 x 2 accumulation), lr 1e-5, 3 epochs, seed 12, mention length 30; AdamW without
+bias correction, betas (0.9, 0.98), 6% warmup then linear decay (the base config). Prediction
+only (one sentence per line, the mention marked `<e>...</e>`):
 
   python run_finetune.py --config configs/finetune/open_entity.py --predict_only \
       --predict_file sentences.txt --workdir /tmp/luke_open_entity  # -> predictions.jsonl

@@ -1,8 +1,9 @@
-r"""ReCoRD (SuperGLUE JSONL) with the paper's settings (`luke.md` E, E.5).
+r"""ReCoRD (SuperGLUE JSONL) with the paper's settings.
 
-Batch 32 (the paper: 1 x 4 accumulation x 8 GPUs), lr 1e-5, 2 epochs, seed 4, sequences of 512
-tokens with queries of at most 90 and windows 128 tokens apart; the dev exact match picks the
-best epoch. Scores are the official script's fractions (0.906 = 90.6 EM).
+Paper (the commands in github.com/studio-ousia/luke `examples/legacy/README.md`): batch 32
+(1 x 4 accumulation x 8 GPUs), lr 1e-5, 2 epochs, seed 4, sequences of 512 tokens with queries
+of at most 90 and windows 128 tokens apart; the dev exact match picks the best epoch. Scores
+are the official script's fractions (0.906 = 90.6 EM).
 
   python run_finetune.py --config configs/finetune/record.py \
       --config.init_checkpoint=/ckpt/luke-large \

@@ -1,4 +1,4 @@
-r"""Extractive QA on SQuAD 1.1 (default) or 2.0 (`:v2`), the paper's settings (`luke.md` E, E.4).
+r"""Extractive QA on SQuAD 1.1 (default) or 2.0 (`:v2`), the paper's settings.
 
   python run_finetune.py --config configs/finetune/squad.py \
       --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
@@ -10,9 +10,10 @@ r"""Extractive QA on SQuAD 1.1 (default) or 2.0 (`:v2`), the paper's settings (`
       --config.data.train_file=$SQUAD/train-v2.0.json \
       --config.data.dev_file=$SQUAD/dev-v2.0.json --workdir /tmp/luke_squad2
 
-Paper (legacy `reading_comprehension`): effective batch 48, lr 1.5e-5, 2 epochs, seed 14,
-sequence 512, question 64, doc stride 128 (a step between windows), answers of at most 30
-tokens from the 20 best starts and ends; entity embeddings frozen. If 48 windows do not fit
+Paper (the `reading_comprehension` command in github.com/studio-ousia/luke
+`examples/legacy/README.md`): effective batch 48, lr 1.5e-5, 2 epochs, seed 14, sequence 512,
+question 64, doc stride 128 (a step between windows), answers of at most 30 tokens from the 20
+best starts and ends; entity embeddings frozen. If 48 windows do not fit
 the accelerator, raise `train.grad_accum_steps` (batch_size stays the effective batch).
 `dev_predictions.json` in the workdir is what the official `evaluate-v1.1.py` /
 `evaluate-v2.0.py` read. The paper fed Wikipedia entities linked from each passage's article;

@@ -1,15 +1,15 @@
-r"""Relation classification on TACRED with the paper's settings (`luke.md` E, E.2).
+r"""Relation classification on TACRED with the paper's settings.
 
   python run_finetune.py --config configs/finetune/tacred.py \
       --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
       --config.data.train_file=$TACRED/train.json --config.data.dev_file=$TACRED/dev.json \
       --config.data.test_file=$TACRED/test.json --workdir /tmp/luke_tacred
 
-Paper: effective batch 32 (4 x 8 accumulation), lr 1e-5, 5 epochs, seed 42; AdamW without
-bias correction, betas (0.9, 0.98), 6% warmup then linear decay (the base config). If 32
-sentences do not fit the accelerator, raise `train.grad_accum_steps` (batch_size stays the
-effective batch). Prediction only (one sentence per line, `<e1>subject</e1>` and
-`<e2>object</e2>` marked):
+Paper (the commands in github.com/studio-ousia/luke `examples/legacy/README.md`): effective
+batch 32 (4 x 8 accumulation), lr 1e-5, 5 epochs, seed 42; AdamW without bias correction,
+betas (0.9, 0.98), 6% warmup then linear decay (the base config). If 32 sentences do not fit
+the accelerator, raise `train.grad_accum_steps` (batch_size stays the effective batch).
+Prediction only (one sentence per line, `<e1>subject</e1>` and `<e2>object</e2>` marked):
 
   python run_finetune.py --config configs/finetune/tacred.py --predict_only \
       --predict_file sentences.txt --workdir /tmp/luke_tacred  # -> predictions.txt

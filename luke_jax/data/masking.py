@@ -1,4 +1,4 @@
-"""Word and entity masking for LUKE pretraining, as `luke/pretraining/batch_generator.py`.
+"""Word and entity masking for LUKE pretraining, as the reference batch generator.
 
 Input is one pretraining example (see `luke_jax.data` readers), a dict of numpy arrays:
 
@@ -20,7 +20,13 @@ positions gathered into static buffers, so the loss computes logits only where t
 
 Every array is int32 (page ids fit: the largest Wikipedia ids are below 2**31).
 
-The rules are the reference's (luke.md C.5), with these documented choices:
+The rules are the reference's (github.com/studio-ousia/luke, `luke/pretraining/batch_generator.py`
+with its command-line defaults): `max(1, round(0.15 n))` of the n entities, chosen in random
+order, become `[MASK]` (random and unchanged entity replacements default to 0%), labelled with
+their original ids; of the n word tokens, whole words (by default) are visited in random order
+and masked until `max(1, round(0.15 n))` tokens are, skipping any that would overflow that
+budget, each becoming `<mask>` 80%, a random id 10% and unchanged 10% of the time. Details and
+choices:
 
 * Randomness comes only from the `np.random.Generator` given per example, so an example's
   masking is a pure function of (example, config, generator state). Each example draws a

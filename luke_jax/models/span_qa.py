@@ -1,10 +1,10 @@
 """Cloze-style QA head (ReCoRD): scores candidate entity spans against a placeholder entity.
 
-`transformers` has no such class; this is the paper's `LukeForEntitySpanQA`
-(`luke:examples/legacy/entity_span_qa/model.py`, `luke.md` B.2, E.5). Entity 0 is the
-`[MASK]` entity over the query's placeholder token, entities 1.. are `[MASK]` entities over the
-candidate spans of the passage, and candidate i is scored by
-`Linear(2H, 1)(dropout([h_0; h_i]))`.
+`transformers` has no such class; this is the paper's `LukeForEntitySpanQA` (Yamada et al.,
+EMNLP 2020, arXiv:2010.01057; code: github.com/studio-ousia/luke,
+`examples/legacy/entity_span_qa/model.py`). Entity 0 is the `[MASK]` entity over the query's
+placeholder token, entities 1.. are `[MASK]` entities over the candidate spans of the passage,
+and candidate i is scored by `Linear(2H, 1)(dropout([h_0; h_i]))`, dropout at the hidden rate.
 """
 
 from __future__ import annotations

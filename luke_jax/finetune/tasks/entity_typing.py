@@ -1,4 +1,7 @@
-"""Entity typing on Open Entity (`luke.md` B.1, B.3, E.3).
+"""Entity typing on Open Entity.
+
+The paper's recipe (Yamada et al., EMNLP 2020, arXiv:2010.01057; code: github.com/studio-ousia/luke,
+`examples/legacy/entity_typing/` and the AllenNLP `examples/entity_typing/`).
 
 Input: `<s> ... <ent> mention <ent> ... </s>` with one `[MASK]` entity spanning the markers;
 `LukeForEntityClassification` scores every type from the entity's state. Training minimises

@@ -1,4 +1,7 @@
-"""CoNLL-2003 named entity recognition as span classification (`luke.md` E.1, B.3).
+"""CoNLL-2003 named entity recognition as span classification.
+
+The paper's recipe (Yamada et al., EMNLP 2020, arXiv:2010.01057; code: github.com/studio-ousia/luke,
+`examples/legacy/ner/` and the AllenNLP `examples/ner/`).
 
 Every word-aligned span of a sentence up to `max_mention_length` subwords becomes one `[MASK]`
 entity whose mention is the span's subwords; the head classifies `[word at start; word at end;

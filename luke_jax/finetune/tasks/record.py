@@ -1,6 +1,7 @@
 """ReCoRD (SuperGLUE JSONL): cloze-style QA over the candidate entity spans of a passage.
 
-The paper's recipe (`luke:examples/legacy/entity_span_qa`, `luke.md` E.5): the input is
+The paper's recipe (Yamada et al., EMNLP 2020, arXiv:2010.01057; code:
+github.com/studio-ousia/luke, `examples/legacy/entity_span_qa/`): the input is
 `<s> query </s></s> passage window </s>`; entity 0 is a `[MASK]` entity over the query's
 placeholder token, entities 1.. are `[MASK]` entities over the candidate spans inside the
 window, each wrapped in marker tokens that its mention positions include. Candidate i is

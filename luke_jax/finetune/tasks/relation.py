@@ -1,4 +1,7 @@
-"""Relation classification on TACRED (`luke.md` B.1, B.3, E.2).
+"""Relation classification on TACRED.
+
+The paper's recipe (Yamada et al., EMNLP 2020, arXiv:2010.01057; code: github.com/studio-ousia/luke,
+`examples/legacy/relation_classification/` and the AllenNLP `examples/relation_classification/`).
 
 Input: `<s> ... <ent> subject <ent> ... <ent2> object <ent2> ... </s>` (markers in sentence
 order) with two entities, `[MASK]` over the subject and `[MASK2]` over the object, each

@@ -1,4 +1,7 @@
-"""Extractive QA on SQuAD 1.1 and 2.0 (`luke.md` E.4; legacy `reading_comprehension`).
+"""Extractive QA on SQuAD 1.1 and 2.0.
+
+The paper's task (Yamada et al., EMNLP 2020, arXiv:2010.01057), as its code does it
+(github.com/studio-ousia/luke, `examples/legacy/reading_comprehension/`).
 
 Input `<s> question </s></s> passage-window </s>`: the question is cut to `max_query_length`
 tokens and the passage is split into windows that advance by `doc_stride` tokens (the BERT /
