@@ -45,14 +45,6 @@ def tok(request) -> LukeTokenizer:
   return request.getfixturevalue("bpe" if request.param == "bpe" else "sp")
 
 
-@pytest.fixture(params=["per_example", "columns"])
-def path(request, monkeypatch) -> str:
-  """Runs a test through either encoding path of `LukeTokenizer` (see `_COLUMNS_FROM`)."""
-  monkeypatch.setattr(LukeTokenizer, "_COLUMNS_FROM",
-                      1 if request.param == "columns" else 1 << 30)
-  return request.param
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Entity vocabulary
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +328,6 @@ def test_offsets_markers_and_pairs(tok, data):
     assert tuple(offsets[positions[-1]]) == (end, end)
 
 
-@pytest.mark.usefixtures("path")
 def test_offsets_examples(bpe, sp):
   text = "Beyoncé lives in  Los Angeles."
   out = bpe(text, entity_spans=[(18, 29)], return_offsets_mapping=True)
@@ -414,7 +405,6 @@ def check_windows(tok, full, windows, text, spans, max_length, stride, prefix_le
   return crossing
 
 
-@pytest.mark.usefixtures("path")
 def test_windows_over_a_batch(tok):
   rng = random.Random(1)
   texts, all_spans = zip(*(long_text(rng, n, alphabet_of(tok)) for n in (400, 30, 250, 5)))
@@ -442,7 +432,6 @@ def test_windows_over_a_batch(tok):
   assert len(seen_ids) > 2, "too few distinct entity ids to tell entities apart"
 
 
-@pytest.mark.usefixtures("path")
 def test_windows_padded_to_numpy(bpe):
   rng = random.Random(2)
   text, spans = long_text(rng, 300, ["the", "cat", "sat", "on", "mat", "é"])
@@ -456,7 +445,6 @@ def test_windows_padded_to_numpy(bpe):
   assert list(out["overflow_to_sample_mapping"][-1:]) == [1]
 
 
-@pytest.mark.usefixtures("path")
 def test_windows_question_fixed_context_windowed(tok):
   rng = random.Random(3)
   question, q_spans = "who is kato?", [(7, 11)]
@@ -483,7 +471,6 @@ def test_windows_question_fixed_context_windowed(tok):
                          prefix_len=len(prefix))
 
 
-@pytest.mark.usefixtures("path")
 def test_windows_need_room(bpe):
   with pytest.raises(ValueError, match="stride"):
     bpe("a b c d e f g h", truncation=True, max_length=6, stride=4,
@@ -495,7 +482,6 @@ def test_windows_need_room(bpe):
 # ---------------------------------------------------------------------------------------------
 # 4. Pre-split words
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.usefixtures("path")
 def test_split_into_words_matches_joined_text(tok):
   words = ["Tokyo", "is", "the", "capital", "of", "Japan", "."]
   word_spans = [(0, 1), (3, 6)]
@@ -517,7 +503,6 @@ def test_split_into_words_matches_joined_text(tok):
     tok(batch, entity_spans=[word_spans, [(2, 5)], [(0, 1)]], is_split_into_words=True)
 
 
-@pytest.mark.usefixtures("path")
 def test_split_into_words_with_pairs(tok):
   q, c = ["where", "is", "it"], ["in", "Tokyo", "Japan"]
   assert (tok(q, c, entity_spans=[(2, 3)], entity_spans_pair=[(1, 3)],
@@ -551,7 +536,6 @@ def _error(task, bpe, *args, **kwargs) -> str:
      ["head span (0, 4)", "tail span (2, 6)", "overlap"]),
     ("entity_span_classification", [], ["at least one span"]),
 ])
-@pytest.mark.usefixtures("path")
 def test_bad_spans_name_example_span_and_rule(bpe, task, spans, words):
   text = "abc def gh"  # 10 characters
   message = _error(task, bpe, text, entity_spans=spans)
@@ -567,7 +551,6 @@ def test_bad_spans_name_example_span_and_rule(bpe, task, spans, words):
     assert word in message, (word, message)
 
 
-@pytest.mark.usefixtures("path")
 def test_bad_pair_spans_and_entities(bpe):
   message = _error(None, bpe, ["a", "b"], ["pair one", "two"],
                    entity_spans_pair=[[(0, 4)], [(1, 9)]])
@@ -701,7 +684,6 @@ BATCH = dict(text=["Tokyo is in Japan.", "Paris", "a b c d e f g"],
              entity_spans=[[(0, 5), (12, 17)], [(0, 5)], [(0, 1), (2, 3), (4, 5)]])
 
 
-@pytest.mark.usefixtures("path")
 def test_numpy_shapes_longest_and_max_length(tok):
   out = tok(**BATCH, padding=True, return_tensors="np")
   lengths = [len(ids) for ids in tok(**BATCH)["input_ids"]]
@@ -724,7 +706,6 @@ def test_numpy_shapes_longest_and_max_length(tok):
     tok(**BATCH, return_tensors="np")
 
 
-@pytest.mark.usefixtures("path")
 def test_left_padding(tok):
   right = tok(**BATCH, padding=True)
   left = tok(**BATCH, padding=True, padding_side="left", return_tensors="np")
@@ -746,17 +727,18 @@ def test_left_padding(tok):
 
 
 # ---------------------------------------------------------------------------------------------
-# 9. The two encoding paths, and byte-level BPE in Python
+# 9. Batches against their examples alone, and byte-level BPE in Python
 # ---------------------------------------------------------------------------------------------
-PATH_WORDS = {"bpe": ["Tokyo", "New", "York", "it's", "I'm", "42", "...", "(x)", "\t", "a",
+CALL_WORDS = {"bpe": ["Tokyo", "New", "York", "it's", "I'm", "42", "...", "(x)", "\t", "a",
                       "'s", "東京", "café", "😀", "e\u0301", "<mask>", "<", "\x1c"],
               "sentencepiece": ["kato", "東京", "über", "<mask>", "😀", "ｋａｔｏ", "①", "ka",
                                 "ne", ",", "x", "'s"]}
 
 
-def _random_call(rng: random.Random, tok: LukeTokenizer):
-  """A batched call with random texts, spans and options, errors included."""
-  words = PATH_WORDS[tok.word_pieces.kind]
+def _random_call(rng: random.Random, tok: LukeTokenizer, min_size: int = 1):
+  """A call with random texts, spans and options, errors included (one example, not in a
+  list, in half the calls of one)."""
+  words = CALL_WORDS[tok.word_pieces.kind]
   text = lambda: rng.choice(["", " "]) + "".join(
       rng.choice(words) + rng.choice(["", " ", "  "]) for _ in range(rng.randint(0, 9)))
   count = {None: lambda: rng.randint(0, 4), "entity_classification": lambda: 1,
@@ -770,7 +752,7 @@ def _random_call(rng: random.Random, tok: LukeTokenizer):
       out.append(rng.choice([(2, 1), (0, len(t) + 3), (1, 1), (0.5, 2)]))  # bad input
     return [s for s in out if s[0] != s[1]] if rng.random() < 0.97 else out
 
-  size = rng.randint(1, 6)
+  size = rng.randint(min_size, 6)
   texts = [text() for _ in range(size)]
   kwargs = {}
   if tok.task is not None or rng.random() < 0.85:
@@ -808,8 +790,7 @@ def _random_call(rng: random.Random, tok: LukeTokenizer):
   return texts, kwargs
 
 
-def _outcome(tok, texts, kwargs, monkeypatch, columns_from):
-  monkeypatch.setattr(LukeTokenizer, "_COLUMNS_FROM", columns_from)
+def _outcome(tok, texts, kwargs):
   try:
     return dict(tok(texts, **kwargs))
   except ValueError as e:
@@ -828,20 +809,58 @@ def _same(a, b) -> bool:
   return type(a) is type(b) and a == b
 
 
+PER_EXAMPLE = ("text_pair", "entity_spans", "entity_spans_pair", "entities", "entities_pair")
+
+
 @pytest.mark.parametrize("task", [None, "entity_classification", "entity_pair_classification",
                                   "entity_span_classification"])
 @pytest.mark.parametrize("kind", ["bpe", "sp"])
-def test_paths_agree_on_random_calls(request, kind, task, monkeypatch):
-  """Column-wise and per-example encoding give the same outputs and the same errors."""
+def test_batches_match_their_examples_alone(request, kind, task):
+  """Each row of a batched call is what its example gives alone, and a failing batch fails
+  with the error of one of its examples: the column-wise steps never mix up examples. One
+  example not in a list gives its batch of one's row.
+
+  Padding to the longest row and ragged arrays depend on the batch, so those calls are made
+  without them; `padding="max_length"` keeps arrays.
+  """
   base = request.getfixturevalue(kind)
   rng = random.Random(f"{kind} {task}")
+  rows = errors = 0
   for side in ("right", "left"):
     tok = LukeTokenizer(base.word_pieces, base.entity_vocab, task=task, truncation_side=side)
-    for _ in range(150):
-      texts, kwargs = _random_call(rng, tok)
-      columns = _outcome(tok, texts, kwargs, monkeypatch, 1)
-      examples = _outcome(tok, texts, kwargs, monkeypatch, 1 << 30)
-      assert _same(columns, examples), (texts, kwargs, columns, examples)
+    for _ in range(120):
+      texts, kwargs = _random_call(rng, tok, min_size=2)
+      if kwargs.get("padding") is True:
+        del kwargs["padding"]
+      if kwargs.get("padding") != "max_length" or not kwargs.get("max_length"):
+        kwargs.pop("return_tensors", None)
+      together = _outcome(tok, texts, kwargs)
+      alone = [_outcome(tok, [texts[i]], {k: [v[i]] if k in PER_EXAMPLE else v
+                                          for k, v in kwargs.items()})
+               for i in range(len(texts))]
+      if kwargs.get("padding") != "max_length":  # (which pads one example differently)
+        # One example not in a list: the single row of its batch of one.
+        single = _outcome(tok, texts[0], {k: v[0] if k in PER_EXAMPLE else v
+                                          for k, v in kwargs.items()})
+        windows = kwargs.get("return_overflowing_tokens")
+        assert _same(single, alone[0] if windows or isinstance(alone[0], str) else
+                     {k: v[0] for k, v in alone[0].items()}), (texts[0], kwargs)
+      if isinstance(together, str):
+        assert together in {a.replace("example 0:", f"example {i}:") for i, a in enumerate(alone)
+                            if isinstance(a, str)}, (texts, kwargs, together, alone)
+        errors += 1
+        continue
+      example = np.asarray(together.pop("overflow_to_sample_mapping", range(len(texts))))
+      for i, out in enumerate(alone):
+        assert isinstance(out, dict), (texts, kwargs, out)
+        out.pop("overflow_to_sample_mapping", None)
+        assert out.keys() == together.keys()
+        for key, value in together.items():
+          mine = (value[example == i] if isinstance(value, np.ndarray)
+                  else [row for row, e in zip(value, example) if e == i])
+          assert _same(mine, out[key]), (texts, kwargs, key, mine, out[key])
+        rows += 1
+  assert rows > 300 and errors > 20  # both kinds of outcome were compared
 
 
 PLAIN_CHARS = backends._plain_chars()  # pylint: disable=protected-access
@@ -880,7 +899,7 @@ def test_plain_bpe_every_character(bpe):
 
 def test_flat_encoding_matches_lists(tok):
   rng = random.Random(5)
-  words = PATH_WORDS[tok.word_pieces.kind]
+  words = CALL_WORDS[tok.word_pieces.kind]
   texts = ["".join(rng.choice(words) + rng.choice(["", " "]) for _ in range(rng.randint(0, 8)))
            for _ in range(200)]
   for batch in (texts[:3], texts, [t for t in texts if "<" not in t]):

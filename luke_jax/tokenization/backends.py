@@ -92,11 +92,6 @@ class WordPieces:
     encode = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
     return [self._ids(e) for e in encode(list(texts), add_special_tokens=False)]
 
-  def encode_at_cuts(self, texts: Sequence[str], cuts: Sequence[Sequence[int]]):
-    """`encode_whole` with each text's cut -> token index as a dict."""
-    return [None if r is None else (r[0], dict(zip(text_cuts, r[1])))
-            for text_cuts, r in zip(cuts, self.encode_whole(texts, cuts))]
-
   def encode_whole(self, texts: Sequence[str], cuts: Sequence[Sequence[int]]):
     """Encodes each text whole; `(ids, token index at each cut)`, or None where not exact.
 
