@@ -8,12 +8,13 @@ This is the only module that knows mesh axis names; models only name logical axe
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -34,20 +35,36 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 
 
 def create_mesh(shape: Sequence[tuple[str, int]], devices=None) -> Mesh:
-  """A mesh from `[("data", -1), ("fsdp", 2), ("tensor", 1)]`; one -1 takes what is left."""
-  devices = np.asarray(jax.devices() if devices is None else devices)
+  """The device mesh of a run, from `config.mesh`: `(("data", -1), ("fsdp", 2), ("tensor", 1))`.
+
+  One axis may be -1: it takes the devices left. Without `devices`, a mesh whose sizes are all
+  given may use fewer devices than exist (the first ones); with `devices`, it must use them all.
+
+  Raises:
+    ValueError: naming `config.mesh` and the device count, if the axes are not exactly
+      `MESH_AXES` or the sizes do not fit the devices.
+  """
+  shape = [(str(name), int(size)) for name, size in shape]
   names = [name for name, _ in shape]
   sizes = [size for _, size in shape]
   if sorted(names) != sorted(MESH_AXES):
-    raise ValueError(f"mesh axes must be {MESH_AXES}, got {names}")
-  if sizes.count(-1) > 1:
-    raise ValueError(f"at most one mesh axis may be -1: {shape}")
-  known = int(np.prod([s for s in sizes if s != -1]))
-  if devices.size % known:
-    raise ValueError(f"{devices.size} devices do not divide into mesh {shape}")
+    raise ValueError(f"config.mesh: axes must be {MESH_AXES}, got {names}")
+  if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+    raise ValueError(f"config.mesh {dict(shape)}: sizes must be positive, at most one -1")
+  known = math.prod(s for s in sizes if s != -1)
+  if devices is None:
+    devices = jax.devices()
+    if -1 not in sizes and known < len(devices):
+      devices = devices[:known]
+  devices = np.asarray(devices)
+  if known > devices.size or devices.size % known:
+    need = "a multiple of" if -1 in sizes else "at least"
+    raise ValueError(f"config.mesh {dict(shape)} needs {need} {known} devices, but "
+                     f"{devices.size} are available "
+                     f"({devices.flat[0].platform}); change --config.mesh")
   sizes = [devices.size // known if s == -1 else s for s in sizes]
-  if int(np.prod(sizes)) != devices.size:
-    raise ValueError(f"mesh {dict(zip(names, sizes))} needs {int(np.prod(sizes))} devices, "
+  if math.prod(sizes) != devices.size:
+    raise ValueError(f"config.mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, "
                      f"have {devices.size}")
   return Mesh(devices.reshape(sizes), names)
 
@@ -58,5 +75,14 @@ def param_shardings(boxed_abstract_params, mesh: Mesh, rules=DEFAULT_RULES):
   return nn.logical_to_mesh_sharding(specs, mesh, list(rules))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec())
+def batch_sharding(mesh: Mesh, rules=DEFAULT_RULES) -> NamedSharding:
+  """How the rows of every batch are split: the `activation_batch` rule, other axes whole."""
+  return NamedSharding(mesh, nn.logical_to_mesh_axes(("activation_batch",), list(rules)))
+
+
+def batch_shards(batch: NamedSharding) -> int:
+  """Into how many row blocks `batch_sharding` splits a batch (its data-parallel size)."""
+  axes = batch.spec[0] if len(batch.spec) else None
+  if axes is None:
+    return 1
+  return math.prod(batch.mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,)))
