@@ -33,7 +33,7 @@ samples: $(GPT2_BPE) $(WIKI_SAMPLE)
 
 # Pretrains the tiny config on the real Wikipedia sample, end to end, on CPU (a few minutes).
 demo: $(STAMP) samples
-	$(PY) -m luke_jax.pretrain_demo --out demo_out
+	$(PY) scripts/pretrain_demo.py --out demo_out
 
 # Converts a random transformers LUKE and prints Flax vs PyTorch outputs side by side.
 convert-demo: $(STAMP)

@@ -1,7 +1,7 @@
 r"""LUKE fine-tuning entry point: the paper's five tasks, with their official metrics.
 
   python run_finetune.py --config configs/finetune/conll2003.py \
-      --config.init_checkpoint=$LUKE --config.data.train_file=eng.train \
+      --config.train.init_checkpoint=$LUKE --config.data.train_file=eng.train \
       --config.data.dev_file=eng.testa --config.data.test_file=eng.testb --workdir $W
 
 Tasks: conll2003, tacred, open_entity, squad, record (`configs/finetune/<task>.py`; each
@@ -70,4 +70,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from luke_jax.training import config as run_config  # pylint: disable=g-import-not-at-top
+  # ml_collections reads the overrides from sys.argv itself, so the old names are renamed there.
+  sys.argv = run_config.rewrite_flags(sys.argv)
   app.run(main)

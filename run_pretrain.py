@@ -4,7 +4,9 @@ r"""LUKE pretraining entry point.
       --config.data.dataset_dir=$DATASET --workdir /tmp/luke_tiny
   python run_pretrain.py --config configs/pretrain.py:size=base,stage=1 ... --workdir $W
 
-Resumes from `--workdir` when it holds checkpoints; SIGTERM saves and exits 0.
+Resumes from `--workdir` when it holds checkpoints; SIGTERM saves and exits 0. At the end
+`--workdir` holds `model/` (a luke-jax checkpoint) and, with `config.train.export`,
+`hf_export/` (the same model for `transformers.LukeForMaskedLM`).
 
 Multi-host: run the same command on every host with `--jax_distributed`, which calls
 `jax.distributed.initialize()`. On Cloud TPU VMs, SLURM, Open MPI and Kubernetes JAX finds the
@@ -21,6 +23,7 @@ batch. On CPU the hosts talk through gloo, JAX's default CPU collectives.
 """
 
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 import jax
@@ -56,12 +59,23 @@ def main(argv):
   jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
   logging.info("process %d of %d", jax.process_index(), jax.process_count())
   logging.info("config:\n%s", _CONFIG.value)
-  from luke_jax.training import loop  # pylint: disable=g-import-not-at-top
-  result = loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  from luke_jax.pretraining import train  # pylint: disable=g-import-not-at-top
+  config, workdir = _CONFIG.value, Path(_WORKDIR.value)
+  result = train.train_and_evaluate(config, workdir)
   if result.preempted:
     print(f"run_pretrain.py: stopped at step {result.step}; rerun the same command to resume",
           file=sys.stderr)
+  elif result.model_dir is not None:
+    # The export is this script's step: the training library does not import the converter.
+    from luke_jax.convert import hf  # pylint: disable=g-import-not-at-top
+    hf_dir = hf.write_hf(workdir / "hf_export", result.params, result.model_config,
+                         train.ARCHITECTURE, tokenizer_dir=config.data.dataset_dir,
+                         overwrite=True)
+    print(f"exported {result.model_dir} (luke-jax) and {hf_dir} (transformers)", flush=True)
 
 
 if __name__ == "__main__":
+  from luke_jax.training import config as run_config  # pylint: disable=g-import-not-at-top
+  # ml_collections reads the overrides from sys.argv itself, so the old names are renamed there.
+  sys.argv = run_config.rewrite_flags(sys.argv)
   app.run(main)

@@ -20,6 +20,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def load_file(path: Path):
+  """A Python file (a script or a config, not a package module) loaded as a module."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--threads", type=int, default=0,
                       help="cores (and torch threads) for both frameworks (0: every core this "
@@ -246,30 +255,33 @@ def pretraining_flops(cfg, batch: dict) -> float:
 
 
 class PretrainingStep:
-  """luke-jax's pretraining step on one device: `LukePretrainingModel` + `make_optimizer` +
-  `steps.make_train_step` (the state is donated, as in `run_pretrain.py`)."""
+  """luke-jax's pretraining step on one device: `LukePretrainingModel`'s objective +
+  `make_optimizer` + `steps.make_train_step` (the state is donated, as in `run_pretrain.py`)."""
 
   def __init__(self, cfg, seed: int = 0, abstract: bool = False):
     import flax.linen as nn
     import jax
-    import optax
     from luke_jax import sharding
-    from luke_jax.training import model as model_lib
+    from luke_jax.models import registry
+    from luke_jax.pretraining import model as model_lib
     from luke_jax.training import optim, state as state_lib, steps
     self.mesh = sharding.create_mesh([("data", 1), ("fsdp", 1), ("tensor", 1)],
                                      jax.devices()[:1])
     self.model = model_lib.LukePretrainingModel(cfg)
-    boxed, _ = state_lib.abstract_state(cfg, optax.identity())
+    boxed = registry.abstract_params("LukeForMaskedLM", cfg, boxed=True)
     self.tx = optim.make_optimizer(
         dict(learning_rate=1e-4, warmup_steps=10, total_steps=1000), nn.unbox(boxed))
-    _, abstract_opt = state_lib.abstract_state(cfg, self.tx)
-    self.shardings = state_lib.state_shardings(boxed, abstract_opt, self.mesh,
+    abstract_state = state_lib.abstract_state(boxed, self.tx)
+    self.shardings = state_lib.state_shardings(boxed, abstract_state.opt_state, self.mesh,
                                                sharding.DEFAULT_RULES)
-    init = state_lib.make_init_fn(cfg, self.tx, self.shardings)
-    self.step = steps.make_train_step(self.model, self.tx, 1, self.shardings, self.mesh)
+    self.step = steps.make_train_step(model_lib.PretrainingObjective(self.model), self.tx, 1,
+                                      self.shardings, sharding.batch_sharding(self.mesh))
+    param_key, rng = jax.random.split(jax.random.PRNGKey(seed))
     with jax.set_mesh(self.mesh):
-      self.state = (jax.eval_shape(init, jax.random.PRNGKey(seed)) if abstract
-                    else init(jax.random.PRNGKey(seed)))
+      self.state = (state_lib.abstract_with_shardings(abstract_state, self.shardings)
+                    if abstract else state_lib.create_state(
+                        lambda: registry.init_params("LukeForMaskedLM", cfg, param_key),
+                        self.tx, self.shardings, rng))
 
   def compile(self, batch) -> float:
     """Seconds to lower and compile the step for `batch`'s shapes (arrays or shape structs)."""

@@ -3,7 +3,7 @@
 Masked entity prediction scores every masked entity against the whole entity table. Done
 naively, the `[masked entities, entity vocabulary]` float32 logits (and their gradient) are the
 largest activation of the step and grow with the vocabulary; LUKE-JAX computes that softmax in
-vocabulary chunks (`luke_jax.training.losses`), so the step's activation memory should not
+vocabulary chunks (`luke_jax.models.losses`), so the step's activation memory should not
 depend on the vocabulary, and a 10M-entity table should cost only table-sized buffers: the
 parameter and Adam's two moments (arguments) and one gradient (temporaries), whatever the number
 of masked entities N. With `--grad_accum` > 1 the step also holds the gradient accumulator: two
@@ -38,7 +38,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from luke_jax.models.config import preset  # noqa: E402
-from luke_jax.training import model as model_lib, optim, state as state_lib, steps  # noqa: E402
+from luke_jax.models import registry  # noqa: E402
+from luke_jax.pretraining import model as model_lib  # noqa: E402
+from luke_jax.training import optim, state as state_lib, steps  # noqa: E402
 
 
 class _EntityChunks:
@@ -77,7 +79,7 @@ def step_memory(config, batch: dict, *, entity_chunk_size: int | None = None,
     `arguments`, `outputs`, `aliased`, `temp` and `peak` bytes.
   """
   model = model_lib.LukePretrainingModel(config)
-  params = jax.eval_shape(lambda key: model_lib.init_params(config, key), jax.random.PRNGKey(0))
+  params = registry.abstract_params("LukeForMaskedLM", config)
   tx = optim.make_optimizer(dict(
       learning_rate=1e-4, warmup_steps=10, total_steps=100, max_grad_norm=1.0,
       trainable=optim.STAGE1_TRAINABLE if stage == 1 else optim.ALL_TRAINABLE), params)
@@ -85,8 +87,8 @@ def step_memory(config, batch: dict, *, entity_chunk_size: int | None = None,
                                opt_state=jax.eval_shape(tx.init, params),
                                rng=jax.eval_shape(jax.random.PRNGKey, 0))
   applied = model if entity_chunk_size is None else _EntityChunks(model, entity_chunk_size)
-  step = functools.partial(steps.train_step, model=applied, tx=tx,
-                           grad_accum_steps=grad_accum_steps)
+  step = functools.partial(steps.train_step, objective=model_lib.PretrainingObjective(applied),
+                           tx=tx, grad_accum_steps=grad_accum_steps)
   compiled = jax.jit(step, donate_argnums=(0,)).lower(state, batch).compile()
   m = compiled.memory_analysis()
   if m is None:

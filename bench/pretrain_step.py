@@ -22,12 +22,26 @@ device's dense peak: known for accelerators, `--peak_tflops` for a CPU (e.g. 2 c
                              [--layers 12] [--entity_vocab 500000] [--eaa] [--threads N]
                              [--repeats 5] [--quick] [--only luke-jax|transformers]
                              [--sequential] [--peak_tflops T]
+
+`--loop` measures instead the host overhead per step of the real pretraining loop
+(`luke_jax.pretraining.train`) on `configs/pretrain_tiny.py`, with a dataset built once from the
+Wikipedia sample under `--data_dir`: two runs of `--loop_steps` S and 6S steps give the loop's
+wall time per step (their difference cancels setup, compilation and the final save); the loop's
+own jitted step, called S times back to back on one batch (dispatch overlapped, no host work
+in between), gives the step's time. The difference is the host work per step that does not
+overlap the device (batch assembly, metric fetches, checkpoint bookkeeping, logging):
+
+  python bench/pretrain_step.py --loop [--loop_steps 20] [--batch 16] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import tempfile
+import time
+from pathlib import Path
 
 import common  # bench/common.py (sets sys.path for luke_jax)
 
@@ -50,6 +64,11 @@ def parse() -> argparse.Namespace:
                            "more exposed to load changes)")
   parser.add_argument("--peak_tflops", type=float, default=None,
                       help="dense peak of the device for MFU (default: known accelerators only)")
+  parser.add_argument("--loop", action="store_true",
+                      help="host overhead per step of the tiny pretraining loop (see above)")
+  parser.add_argument("--loop_steps", type=int, default=20)
+  parser.add_argument("--log_every", type=int, default=25, help="--loop: console lines")
+  parser.add_argument("--data_dir", default=str(Path(tempfile.gettempdir()) / "luke_jax_bench"))
   return common.parse_args(parser, batch=2, layers=2, entity_vocab=20_000)
 
 
@@ -83,8 +102,89 @@ def build_theirs(cfg, batch):
   return step, step()
 
 
+@contextlib.contextmanager
+def _timing_the_step(times: list[float], calls: int, at: int = 3):
+  """Wraps the loop's jitted step: at the loop's `at`-th step, it runs `calls` times back to
+  back on that batch first, timed (the state it returns is the loop's from then on)."""
+  import jax
+  from luke_jax.training import steps
+  original = steps.make_train_step
+
+  def make(*args, **kwargs):
+    step = original(*args, **kwargs)
+    count = [0]
+
+    def wrapped(state, batch):
+      count[0] += 1
+      if count[0] == at:
+        jax.block_until_ready(state)
+        start = time.perf_counter()
+        for _ in range(calls):
+          state, _ = step(state, batch)
+        jax.block_until_ready(state)
+        times.append((time.perf_counter() - start) / calls)
+      return step(state, batch)
+    return wrapped
+
+  steps.make_train_step = make
+  try:
+    yield
+  finally:
+    steps.make_train_step = original
+
+
+def loop_overhead(args) -> None:
+  """`--loop`: the tiny pretraining loop's time per step against its step's own time."""
+  import jax
+  from absl import logging
+  jax.config.update("jax_threefry_partitionable", True)
+  logging.set_verbosity(logging.WARNING)
+  from luke_jax.pretraining import train
+  repo = Path(__file__).resolve().parents[1]
+  demo = common.load_file(repo / "scripts" / "pretrain_demo.py")
+  dataset_dir = demo.build_dataset(Path(args.data_dir), vocab_size=1000, entity_vocab_size=200,
+                                   max_documents=40, workers=1)
+
+  def run(steps: int, workdir: Path) -> float:
+    config = demo.tiny_config()
+    config.data.dataset_dir = str(dataset_dir)
+    config.optim.warmup_steps = 1
+    config.train.update(steps=steps, batch_size=args.batch, log_every=args.log_every,
+                        ckpt_every=10 ** 9, export=False)
+    config.mesh = (("data", 1), ("fsdp", 1), ("tensor", 1))
+    start = time.perf_counter()
+    train.train_and_evaluate(config, workdir)
+    return time.perf_counter() - start
+
+  short, long = args.loop_steps, 6 * args.loop_steps
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    run(3, Path(tmp) / "warm")  # compiles once; the runs below hit the compilation cache
+    for r in range(args.repeats):
+      per_step = (run(long, Path(tmp) / f"long{r}") - run(short, Path(tmp) / f"short{r}")) / (
+          long - short)
+      alone: list[float] = []
+      with _timing_the_step(alone, calls=short):
+        run(short, Path(tmp) / f"alone{r}")
+      rows.append((per_step, alone[0]))
+  table = [[f"{loop * 1e3:.2f}", f"{step * 1e3:.2f}", f"{(loop - step) * 1e3:.2f}",
+            f"{(loop - step) / loop:.0%}"] for loop, step in rows]
+  median = lambda i: common.median([r[i] for r in rows])
+  table.append(["median " + f"{median(0) * 1e3:.2f}", f"{median(1) * 1e3:.2f}",
+                f"{(median(0) - median(1)) * 1e3:.2f}",
+                f"{(median(0) - median(1)) / median(0):.0%}"])
+  common.print_table(
+      f"Pretraining loop, configs/pretrain_tiny.py, batch {args.batch}, log_every "
+      f"{args.log_every}, {jax.devices()[0].device_kind}; one row per repeat",
+      ["loop ms/step", "step alone ms", "host overhead ms/step", "overhead share"], table)
+
+
 def main() -> None:
   args = parse()
+  if args.loop:
+    common.pin_threads(args.threads)
+    loop_overhead(args)
+    return
   threads = common.pin_threads(args.threads)
   common.torch_threads(threads)
   layers = {"num_hidden_layers": args.layers} if args.layers else {}

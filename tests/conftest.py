@@ -277,14 +277,27 @@ def finetune_base(tmp_path_factory, luke_dir):
   return write_finetune_base(tmp_path_factory.mktemp("finetune") / "base", luke_dir)
 
 
-def finetune_config(task: str):
-  """`configs/finetune/<task>.py`'s `get_config()`, loaded as `--config` would load it."""
+def _load_module(path):
   import importlib.util
-  spec = importlib.util.spec_from_file_location(f"finetune_{task}_config",
-                                                REPO / "configs" / "finetune" / f"{task}.py")
+  spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module
+
+
+def load_config(name: str, arg: str | None = None):
+  """`configs/<name>`'s `get_config(arg)`, loaded as `--config configs/<name>:<arg>` would."""
+  return _load_module(REPO / "configs" / name).get_config(arg)
+
+
+def finetune_config(task: str):
+  """`configs/finetune/<task>.py`'s `get_config()`."""
+  return load_config(f"finetune/{task}.py")
+
+
+def pretrain_demo():
+  """`scripts/pretrain_demo.py` as a module (its `build_dataset` makes test datasets)."""
+  return _load_module(REPO / "scripts" / "pretrain_demo.py")
 
 
 @pytest.fixture()
@@ -297,20 +310,20 @@ def fast_compile():
   jax.config.update("jax_disable_most_optimizations", previous)
 
 
-def run_tiny_finetune(config, base, workdir, **train):
+def run_tiny_finetune(config, base, workdir, learning_rate: float = 1e-3, **train):
   """`finetune(config)` from the tiny checkpoint `base`: 15 steps of 4 rows on a 2-device data
   mesh (override with `train`). Checks the loss falls and `results.json` holds the run's test
   metrics; returns the `FinetuneResult` and the parsed `results.json`."""
   import json
   from luke_jax.finetune import trainer
-  config.init_checkpoint = str(base)
-  config.train.update(dict(dict(max_steps=15, batch_size=4, eval_batch_size=8,
-                                learning_rate=1e-3, warmup_ratio=0.0, eval_every_epoch=False,
-                                ckpt_every=100), **train))
+  config.train.init_checkpoint = str(base)
+  config.optim.update(learning_rate=learning_rate, warmup_ratio=0.0)
+  config.train.update(dict(dict(steps=15, batch_size=4, eval_batch_size=8,
+                                eval_every_epoch=False, ckpt_every=100), **train))
   config.mesh = (("data", 2), ("fsdp", 1), ("tensor", 1))
   result = trainer.finetune(config, workdir)
   losses = [loss for _, loss in result.losses]
-  assert len(losses) == config.train.max_steps
+  assert len(losses) == config.train.steps
   assert np.mean(losses[-3:]) < np.mean(losses[:3])
   results = json.loads((workdir / "results.json").read_text())
   assert results["test"] == pytest.approx(result.test)

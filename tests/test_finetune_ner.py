@@ -344,7 +344,7 @@ def test_config_has_the_paper_settings():
   assert config.task == "conll2003"
   assert (config.data.max_seq_length, config.data.max_entity_length,
           config.data.max_mention_length) == (512, 128, 16)
-  assert (config.train.learning_rate, config.train.batch_size, config.train.num_epochs,
+  assert (config.optim.learning_rate, config.train.batch_size, config.train.num_epochs,
           config.train.seed) == (1e-5, 8, 5, 35)
   assert config.data.tag_scheme == "auto" and config.data.document_context
   from luke_jax.finetune import tasks

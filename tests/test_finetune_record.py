@@ -276,7 +276,7 @@ def test_official_metric_semantics():
 def test_config_has_the_paper_settings():
   config = finetune_config("record")
   assert config.task == "record"
-  assert (config.train.batch_size, config.train.learning_rate, config.train.num_epochs,
+  assert (config.train.batch_size, config.optim.learning_rate, config.train.num_epochs,
           config.train.seed) == (32, 1e-5, 2, 4)
   assert (config.data.max_seq_length, config.data.max_query_length,
           config.data.doc_stride) == (512, 90, 128)

@@ -285,7 +285,7 @@ def test_config_paper_settings_and_frozen_entity_table():
   from luke_jax.training import optim
 
   config = finetune_config("squad")
-  assert (config.train.batch_size, config.train.learning_rate, config.train.num_epochs,
+  assert (config.train.batch_size, config.optim.learning_rate, config.train.num_epochs,
           config.train.seed) == (48, 1.5e-5, 2, 14)
   d = config.data
   assert (d.max_seq_length, d.max_query_length, d.doc_stride, d.max_answer_length,
@@ -298,7 +298,7 @@ def test_config_paper_settings_and_frozen_entity_table():
   with pytest.raises(ValueError, match="v1"):
     module.get_config("v3")
   params = registry.abstract_params("LukeForQuestionAnswering", preset("tiny"))
-  mask = optim.trainable_mask(params, config.train.trainable)
+  mask = optim.trainable_mask(params, config.optim.trainable)
   frozen = [optim.path_str(p) for p, t in jax.tree_util.tree_flatten_with_path(mask)[0] if not t]
   assert frozen == ["luke/entity_embeddings/entity_embeddings/embedding"]
 

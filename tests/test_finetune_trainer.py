@@ -89,13 +89,14 @@ def _write(path, n, seed):
 def toy(monkeypatch, tmp_path, finetune_base):
   monkeypatch.setitem(tasks._TASKS, "toy_sentiment", (__name__, "SentimentTask"))
   config = base_config("toy_sentiment")
-  config.init_checkpoint = str(finetune_base)
+  config.train.init_checkpoint = str(finetune_base)
   config.data.max_seq_length = 24
   config.data.train_file = _write(tmp_path / "train.jsonl", 24, 0)
   config.data.dev_file = _write(tmp_path / "dev.jsonl", 10, 1)
   config.data.test_file = _write(tmp_path / "test.jsonl", 9, 2)
-  config.train.update(num_epochs=4, batch_size=8, eval_batch_size=4, learning_rate=3e-3,
-                      log_every=3, ckpt_every=2, seed=0, warmup_ratio=0.0)
+  config.optim.update(learning_rate=3e-3, warmup_ratio=0.0)
+  config.train.update(num_epochs=4, batch_size=8, eval_batch_size=4, log_every=3, ckpt_every=2,
+                      seed=0)
   config.mesh = [("data", 2), ("fsdp", 1), ("tensor", 1)]
   return config
 
@@ -132,7 +133,7 @@ def test_resume_is_bitwise_equal(toy, tmp_path):
 
 
 def test_grad_accumulation_equals_one_batch(toy, tmp_path):
-  toy.train.update(num_epochs=1, max_steps=2)
+  toy.train.update(num_epochs=1, steps=2)
   toy.model.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
   one = trainer.finetune(toy, tmp_path / "one")
   toy.train.grad_accum_steps = 2

@@ -5,13 +5,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from luke_jax import sharding
 from luke_jax.models import attention, registry
 from luke_jax.models.config import preset
-from luke_jax.training import model as model_lib
+from luke_jax.pretraining import model as pretraining_model
 from luke_jax.training import optim, state as state_lib, steps
 
 BATCH, WORDS, ENTITIES, HEADS, DIM = 3, 7, 4, 2, 8
@@ -173,17 +172,20 @@ def test_pretraining_step_traces_once(monkeypatch):
   """Three steps on different batches of one shape: one trace, so no recompilation."""
   cfg = preset("tiny", use_entity_aware_attention=False)
   mesh = sharding.create_mesh([("data", 1), ("fsdp", 1), ("tensor", 1)], jax.devices()[:1])
-  model = model_lib.LukePretrainingModel(cfg)
-  boxed, _ = state_lib.abstract_state(cfg, optax.identity())
+  objective = pretraining_model.PretrainingObjective(pretraining_model.LukePretrainingModel(cfg))
+  boxed = registry.abstract_params("LukeForMaskedLM", cfg, boxed=True)
   tx = optim.make_optimizer(dict(learning_rate=1e-3, warmup_steps=1, total_steps=10),
                             nn.unbox(boxed))
-  _, abstract_opt = state_lib.abstract_state(cfg, tx)
-  shardings = state_lib.state_shardings(boxed, abstract_opt, mesh, sharding.DEFAULT_RULES)
+  abstract = state_lib.abstract_state(boxed, tx)
+  shardings = state_lib.state_shardings(boxed, abstract.opt_state, mesh, sharding.DEFAULT_RULES)
   counted = chex.assert_max_traces(steps.train_step, n=1)
   monkeypatch.setattr(steps, "train_step", counted)
   with jax.set_mesh(mesh):
-    state = state_lib.make_init_fn(cfg, tx, shardings)(jax.random.PRNGKey(0))
-    train_step = steps.make_train_step(model, tx, 1, shardings, mesh)
+    state = state_lib.create_state(
+        lambda: registry.init_params("LukeForMaskedLM", cfg, jax.random.PRNGKey(0)), tx,
+        shardings, jax.random.PRNGKey(1))
+    train_step = steps.make_train_step(objective, tx, 1, shardings,
+                                       sharding.batch_sharding(mesh))
     losses = []
     for seed in range(3):
       state, metrics = train_step(state, _batch(cfg, seed))

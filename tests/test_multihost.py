@@ -27,7 +27,7 @@ from luke_jax import checkpoint as luke_checkpoint
 from luke_jax.models import registry
 from luke_jax.tokenization.entity_vocab import EntityVocab
 from luke_jax.tokenization.tokenizer import LukeTokenizer
-from luke_jax.training import loop
+from luke_jax.pretraining import train
 # The tiny dataset, its config and the fast-compile setting are test_train's.
 from test_train import _fast_compiles, dataset_dir, flat, make_config  # noqa: F401
 
@@ -107,13 +107,13 @@ def test_two_hosts_equal_one_host_with_the_same_devices(dataset_dir, tmp_path):
   # The hashed fields equal make_config's, so the one-host run below is the same run.
   procs = start_hosts(["--config", str(REPO / "configs" / "pretrain_tiny.py"),
                        f"--config.data.dataset_dir={dataset_dir}",
-                       f"--config.train.steps={STEPS}", "--config.train.global_batch_size=4",
+                       f"--config.train.steps={STEPS}", "--config.train.batch_size=4",
                        "--config.train.log_every=1", "--config.train.ckpt_every=1",
                        "--config.optim.warmup_steps=1", f"--workdir={workdir}"], tmp_path)
   try:  # the one-host reference trains meanwhile, on 4 of this process's 8 devices
     config = make_config(dataset_dir, steps=STEPS)
     config.mesh = [("data", 4), ("fsdp", 1), ("tensor", 1)]
-    one = loop.train_and_evaluate(config, tmp_path / "one_host")
+    one = train.train_and_evaluate(config, tmp_path / "one_host")
   finally:
     logs = wait_hosts(procs, tmp_path)
   assert "process 1 of 2" in logs[1]
@@ -149,7 +149,7 @@ def test_sigterm_to_one_host_stops_both_at_one_step(dataset_dir, tmp_path):
   reads shard by shard and stacks on the devices.
   """
   config = make_config(dataset_dir)
-  model_config = loop.model_config_from(config, LukeTokenizer.from_pretrained(dataset_dir),
+  model_config = train.model_config_from(config, LukeTokenizer.from_pretrained(dataset_dir),
                                         EntityVocab.load(dataset_dir / "entity_vocab.jsonl"))
   init = luke_checkpoint.save_checkpoint(
       tmp_path / "init", registry.init_params("LukeForMaskedLM", model_config,
@@ -158,7 +158,7 @@ def test_sigterm_to_one_host_stops_both_at_one_step(dataset_dir, tmp_path):
   workdir = tmp_path / "run"
   procs = start_hosts(["--config", str(REPO / "configs" / "pretrain_tiny.py"),
                        f"--config.data.dataset_dir={dataset_dir}", "--config.train.steps=500",
-                       "--config.train.global_batch_size=4", "--config.train.ckpt_every=100",
+                       "--config.train.batch_size=4", "--config.train.ckpt_every=100",
                        "--config.train.export=false", f"--config.train.init_checkpoint={init}",
                        "--config.model.scan_layers=true", f"--workdir={workdir}"], tmp_path)
   try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import orbax.checkpoint as ocp
 
-from luke_jax.training import loop
+from luke_jax.pretraining import train
 # The tiny dataset, its config and the fast-compile setting are test_train's.
 from test_train import _fast_compiles, dataset_dir, flat, make_config  # noqa: F401
 
@@ -44,7 +44,7 @@ def run_pretrain(dataset_dir: Path, workdir: Path, steps: int, log: Path,
         [sys.executable, str(REPO / "run_pretrain.py"),
          "--config", str(REPO / "configs" / "pretrain_tiny.py"),
          f"--config.data.dataset_dir={dataset_dir}", f"--config.train.steps={steps}",
-         "--config.train.global_batch_size=4", "--config.train.log_every=1",
+         "--config.train.batch_size=4", "--config.train.log_every=1",
          "--config.train.ckpt_every=1000", "--config.train.export=false",
          "--config.optim.warmup_steps=1", f"--config.optim.total_steps={TOTAL_STEPS}",
          "--config.mesh=(('data', 1), ('fsdp', 1), ('tensor', 1))",
@@ -90,7 +90,7 @@ def test_sigterm_saves_exits_cleanly_and_the_rerun_resumes(dataset_dir, tmp_path
   try:  # meanwhile, the run that was never stopped
     config = make_config(dataset_dir, steps=final)
     config.optim.total_steps = TOTAL_STEPS
-    straight = flat(loop.train_and_evaluate(config, tmp_path / "straight").params)
+    straight = flat(train.train_and_evaluate(config, tmp_path / "straight").params)
   finally:
     log = finish(second, tmp_path / "second.log")
   assert re.search(rf"resumed from \S+ at step {stopped}\b", log), log[-5000:]

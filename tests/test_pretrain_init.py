@@ -24,7 +24,7 @@ from luke_jax import checkpoint as luke_checkpoint
 from luke_jax.models import registry
 from luke_jax.tokenization.entity_vocab import EntityVocab
 from luke_jax.tokenization.tokenizer import LukeTokenizer
-from luke_jax.training import loop
+from luke_jax.pretraining import train
 from conftest import save_torch_model
 # The tiny dataset, its config and the fast-compile setting are test_train's.
 from test_train import ENTITY_PREFIXES, _fast_compiles, dataset_dir, flat, make_config  # noqa: F401
@@ -53,12 +53,12 @@ def moment_arrays(opt_state) -> list[np.ndarray]:
 
 
 def test_stage2_starts_from_the_stage1_export_with_a_fresh_optimizer(dataset_dir, tmp_path):
-  stage1 = loop.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1, export=True),
+  stage1 = train.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1, export=True),
                                    tmp_path / "stage1")
   assert stage1.model_dir == tmp_path / "stage1" / "model"
 
   config = make_config(dataset_dir, steps=2, stage=2, init_checkpoint=str(stage1.model_dir))
-  start = loop.train_and_evaluate(config, tmp_path / "stage2", stop_after=0)
+  start = train.train_and_evaluate(config, tmp_path / "stage2", stop_after=0)
   assert start.preempted and start.step == 0
   before, exported = flat(start.params), flat(stage1.params)
   assert before.keys() == exported.keys()
@@ -79,7 +79,7 @@ def test_stage2_starts_from_the_stage1_export_with_a_fresh_optimizer(dataset_dir
   # Every parameter trains. The run resumes from its step-0 checkpoint, which no longer needs
   # the init checkpoint.
   shutil.rmtree(stage1.model_dir)
-  after = flat(loop.train_and_evaluate(config, tmp_path / "stage2").params)
+  after = flat(train.train_and_evaluate(config, tmp_path / "stage2").params)
   for k in before:
     moved = not np.array_equal(before[k], after[k])
     assert moved != name(k).startswith(POOLER), f"{name(k)} moved={moved} in stage 2"
@@ -114,7 +114,7 @@ def roberta_conversion(dataset_dir: Path, dst: Path) -> Path:
 
 def test_stage1_from_roberta_trains_only_the_entity_parameters(dataset_dir, tmp_path):
   init = roberta_conversion(dataset_dir, tmp_path / "roberta_luke")
-  result = loop.train_and_evaluate(
+  result = train.train_and_evaluate(
       make_config(dataset_dir, steps=3, stage=1, init_checkpoint=str(init)), tmp_path / "run")
   _, converted = luke_jax.from_pretrained(init)
   before, after = flat(converted), flat(result.params)
@@ -135,7 +135,7 @@ def test_stage1_from_roberta_trains_only_the_entity_parameters(dataset_dir, tmp_
 
 def test_an_init_checkpoint_that_does_not_fit_names_its_directory(dataset_dir, tmp_path):
   config = make_config(dataset_dir, stage=2)
-  model_config = loop.model_config_from(config, LukeTokenizer.from_pretrained(dataset_dir),
+  model_config = train.model_config_from(config, LukeTokenizer.from_pretrained(dataset_dir),
                                         EntityVocab.load(dataset_dir / "entity_vocab.jsonl"))
 
   # Another shape (found from config.json, before any work).
@@ -146,7 +146,7 @@ def test_an_init_checkpoint_that_does_not_fit_names_its_directory(dataset_dir, t
       other, "LukeForMaskedLM")
   config.train.init_checkpoint = str(wrong_shape)
   with pytest.raises(ValueError, match=re.escape(str(wrong_shape)) + ".*entity_emb_size=8"):
-    loop.train_and_evaluate(config, tmp_path / "work1")
+    train.train_and_evaluate(config, tmp_path / "work1")
   assert not (tmp_path / "work1").exists()
 
   # The right config but no LM or entity head (a LukeModel checkpoint).
@@ -156,8 +156,8 @@ def test_an_init_checkpoint_that_does_not_fit_names_its_directory(dataset_dir, t
       model_config, "LukeModel")
   config.train.init_checkpoint = str(headless)
   with pytest.raises(ValueError, match=re.escape(str(headless)) + " holds a LukeModel"):
-    loop.train_and_evaluate(config, tmp_path / "work2")
+    train.train_and_evaluate(config, tmp_path / "work2")
 
   config.train.init_checkpoint = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError, match="nowhere"):
-    loop.train_and_evaluate(config, tmp_path / "work3")
+    train.train_and_evaluate(config, tmp_path / "work3")

@@ -42,11 +42,11 @@ def test_train_then_predict_only_matches_from_pretrained(tmp_path, finetune_base
   data = [f"--config.data.train_file={_conll(tmp_path / 'train.txt', 4)}",
           f"--config.data.dev_file={_conll(tmp_path / 'dev.txt', 1)}",
           f"--config.data.test_file={_conll(tmp_path / 'test.txt', 1)}"]
-  _run(f"--config.init_checkpoint={finetune_base}", *data, "--config.data.max_seq_length=48",
+  _run(f"--config.train.init_checkpoint={finetune_base}", *data, "--config.data.max_seq_length=48",
        "--config.data.max_entity_length=32", "--config.data.max_mention_length=4",
        "--config.train.batch_size=4", "--config.train.num_epochs=12",
-       "--config.train.learning_rate=1e-2", "--config.train.log_every=6",
-       "--config.train.warmup_ratio=0.0", "--config.model.hidden_dropout_prob=0.0",
+       "--config.optim.learning_rate=1e-2", "--config.train.log_every=6",
+       "--config.optim.warmup_ratio=0.0", "--config.model.hidden_dropout_prob=0.0",
        "--config.mesh=(('data', 2), ('fsdp', 1), ('tensor', 1))", f"--workdir={work}")
   results = json.loads((work / "results.json").read_text())
   assert {"precision", "recall", "f1"} <= set(results["test"])

@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from luke_jax import pretrain_demo
-from luke_jax.training import checkpointing, loop, metrics
+from conftest import load_config, pretrain_demo
+from luke_jax.pretraining import train
+from luke_jax.training import checkpointing, metrics, preemption
 
 ENTITY_PREFIXES = ("luke/entity_embeddings/", "entity_predictions/")
 
@@ -26,16 +27,16 @@ def _fast_compiles():
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory, wiki_dump):
   # 20 documents give ~20 examples: enough for batches of 4, built once for the module.
-  return pretrain_demo.build_dataset(tmp_path_factory.mktemp("train_data"), dump=wiki_dump,
+  return pretrain_demo().build_dataset(tmp_path_factory.mktemp("train_data"), dump=wiki_dump,
                                      vocab_size=1000, entity_vocab_size=200, max_documents=20,
                                      workers=1)
 
 
 def make_config(dataset_dir, **train):
-  config = pretrain_demo.tiny_config()
+  config = load_config("pretrain_tiny.py")
   config.data.dataset_dir = str(dataset_dir)
   config.optim.warmup_steps = 1
-  config.train.update({**dict(steps=3, global_batch_size=4, log_every=1, ckpt_every=1,
+  config.train.update({**dict(steps=3, batch_size=4, log_every=1, ckpt_every=1,
                               export=False), **train})
   config.mesh = [("data", 1), ("fsdp", 1), ("tensor", 1)]
   return config
@@ -47,10 +48,10 @@ def flat(params) -> dict[str, np.ndarray]:
 
 
 def test_one_device_equals_2x2x2_mesh(dataset_dir, tmp_path):
-  one = loop.train_and_evaluate(make_config(dataset_dir), tmp_path / "one")
+  one = train.train_and_evaluate(make_config(dataset_dir), tmp_path / "one")
   config = make_config(dataset_dir)
   config.mesh = [("data", 2), ("fsdp", 2), ("tensor", 2)]
-  eight = loop.train_and_evaluate(config, tmp_path / "eight")
+  eight = train.train_and_evaluate(config, tmp_path / "eight")
   assert len(one.losses) == len(eight.losses) == 3
   np.testing.assert_allclose([l for _, l in one.losses], [l for _, l in eight.losses],
                              atol=1e-5, rtol=0)
@@ -58,11 +59,11 @@ def test_one_device_equals_2x2x2_mesh(dataset_dir, tmp_path):
 
 @pytest.mark.slow
 def test_resume_is_bitwise(dataset_dir, tmp_path):
-  straight = loop.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
-  stopped = loop.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "resumed",
+  straight = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
+  stopped = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "resumed",
                                     stop_after=2)
   assert stopped.preempted and stopped.step == 2
-  resumed = loop.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "resumed")
+  resumed = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "resumed")
   assert not resumed.preempted and resumed.step == 4
   assert [s for s, _ in resumed.losses] == [3, 4]
   a, b = flat(straight.params), flat(resumed.params)
@@ -72,18 +73,18 @@ def test_resume_is_bitwise(dataset_dir, tmp_path):
 
 
 def test_sigterm_flag_saves_and_stops(dataset_dir, tmp_path):
-  flag = checkpointing.PreemptionFlag()
+  flag = preemption.PreemptionFlag()
   flag.set()  # as the SIGTERM handler would: the loop saves at the next step boundary
-  result = loop.train_and_evaluate(make_config(dataset_dir), tmp_path, preemption=flag)
+  result = train.train_and_evaluate(make_config(dataset_dir), tmp_path, preemption=flag)
   assert result.preempted and result.step == 0
   assert (tmp_path / "checkpoints" / "0").is_dir()
 
 
 @pytest.mark.slow
 def test_stage1_freezes_everything_but_entities(dataset_dir, tmp_path):
-  init = loop.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1), tmp_path / "init",
+  init = train.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1), tmp_path / "init",
                                  stop_after=0)  # stops before the first update: initial params
-  trained = loop.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1), tmp_path / "s1")
+  trained = train.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1), tmp_path / "s1")
   before, after = flat(init.params), flat(trained.params)
   changed = []
   for k in before:
@@ -99,7 +100,7 @@ def test_nan_loss_raises_with_step(dataset_dir, tmp_path):
   config = make_config(dataset_dir, steps=4)
   config.optim.learning_rate = float("inf")
   with pytest.raises(metrics.NonFiniteLossError, match=r"at step \d"):
-    loop.train_and_evaluate(config, tmp_path)
+    train.train_and_evaluate(config, tmp_path)
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert saved and max(saved) < 4
 
@@ -108,35 +109,35 @@ def test_bad_inputs_fail_before_training(dataset_dir, tmp_path):
   config = make_config(dataset_dir)
   config.mesh = [("data", 4), ("fsdp", 4), ("tensor", 1)]
   with pytest.raises(ValueError, match="needs at least 16 devices"):
-    loop.train_and_evaluate(config, tmp_path / "mesh")
+    train.train_and_evaluate(config, tmp_path / "mesh")
   config = make_config(dataset_dir)
   config.model.vocab_size = 77
   with pytest.raises(ValueError, match="vocab_size=77 but the dataset"):
-    loop.train_and_evaluate(config, tmp_path / "vocab")
+    train.train_and_evaluate(config, tmp_path / "vocab")
   config = make_config(dataset_dir)
   config.model.entity_vocab_size = 5
   with pytest.raises(ValueError, match="entity_vocab_size=5 but the dataset"):
-    loop.train_and_evaluate(config, tmp_path / "vocab")
+    train.train_and_evaluate(config, tmp_path / "vocab")
   assert not (tmp_path / "mesh").exists() and not (tmp_path / "vocab").exists()
 
 
 def test_workdir_of_another_run_is_refused(dataset_dir, tmp_path):
-  loop.train_and_evaluate(make_config(dataset_dir, steps=1), tmp_path)
+  train.train_and_evaluate(make_config(dataset_dir, steps=1), tmp_path)
   assert json.loads((tmp_path / checkpointing.CONFIG_HASH_FILE).read_text())["config_hash"]
   with pytest.raises(ValueError, match="another run"):
-    loop.train_and_evaluate(make_config(dataset_dir, steps=1, seed=7), tmp_path)
+    train.train_and_evaluate(make_config(dataset_dir, steps=1, seed=7), tmp_path)
   # Only the length of the run may change: this resumes.
-  assert loop.train_and_evaluate(make_config(dataset_dir, steps=2), tmp_path).step == 2
+  assert train.train_and_evaluate(make_config(dataset_dir, steps=2), tmp_path).step == 2
 
 
 def test_gradient_accumulation_matches_one_big_batch(dataset_dir, tmp_path):
   """Sums and weights, not means, flow through the micro-batches: 2 x 2 equals 1 x 4."""
   config = make_config(dataset_dir, steps=2)
   config.model.hidden_dropout_prob = config.model.attention_probs_dropout_prob = 0.0
-  whole = loop.train_and_evaluate(config, tmp_path / "whole")
+  whole = train.train_and_evaluate(config, tmp_path / "whole")
   config = make_config(dataset_dir, steps=2, grad_accum_steps=2)
   config.model.hidden_dropout_prob = config.model.attention_probs_dropout_prob = 0.0
-  accumulated = loop.train_and_evaluate(config, tmp_path / "accumulated")
+  accumulated = train.train_and_evaluate(config, tmp_path / "accumulated")
   np.testing.assert_allclose([l for _, l in whole.losses], [l for _, l in accumulated.losses],
                              atol=1e-5, rtol=0)
   a, b = flat(whole.params), flat(accumulated.params)
@@ -146,14 +147,14 @@ def test_gradient_accumulation_matches_one_big_batch(dataset_dir, tmp_path):
 
 def test_unreadable_newest_checkpoint_falls_back_to_the_previous(dataset_dir, tmp_path):
   import shutil
-  straight = loop.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
+  straight = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
   work = tmp_path / "damaged"
-  loop.train_and_evaluate(make_config(dataset_dir, steps=3, keep_ckpts=5), work)
+  train.train_and_evaluate(make_config(dataset_dir, steps=3, keep_ckpts=5), work)
   newest = work / "checkpoints" / "3"
   assert newest.is_dir()
   for child in (newest / "state").iterdir():  # as if the host died while writing step 3
     shutil.rmtree(child) if child.is_dir() else child.unlink()
-  resumed = loop.train_and_evaluate(make_config(dataset_dir, steps=4, keep_ckpts=5), work)
+  resumed = train.train_and_evaluate(make_config(dataset_dir, steps=4, keep_ckpts=5), work)
   assert [s for s, _ in resumed.losses] == [3, 4]  # steps 3 and 4 were trained again
   a, b = flat(straight.params), flat(resumed.params)
   for k in a:

@@ -7,7 +7,8 @@ import pytest
 
 from luke_jax.models import heads, registry
 from luke_jax.models.config import preset
-from luke_jax.training import losses, model as pretrain_model
+from luke_jax.models import losses
+from luke_jax.pretraining import model as pretrain_model
 
 
 def _full_ce(features, table, bias, labels, weights):
@@ -87,8 +88,10 @@ def test_backward_memory_is_chunk_sized():
 
 def test_pretraining_tree_equals_masked_lm():
   for cfg in (preset("tiny"), preset("tiny", tie_word_decoder=False, scan_layers=True)):
-    got = jax.eval_shape(lambda r: pretrain_model.init_params(cfg, r, boxed=True),
-                         jax.random.PRNGKey(0))
+    batch = _masked_batch(cfg)
+    got = jax.eval_shape(
+        lambda r: pretrain_model.LukePretrainingModel(cfg).init(r, batch)["params"],
+        jax.random.PRNGKey(0))
     want = registry.abstract_params("LukeForMaskedLM", cfg, boxed=True)
     # Tree structure includes the logical axis names of every `LogicallyPartitioned` box.
     assert jax.tree.structure(got) == jax.tree.structure(want)

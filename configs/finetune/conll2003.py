@@ -1,7 +1,7 @@
 r"""Named entity recognition on CoNLL-2003 with the paper's settings.
 
   python run_finetune.py --config configs/finetune/conll2003.py \
-      --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
+      --config.train.init_checkpoint=$LUKE_JAX_CHECKPOINT \
       --config.data.train_file=$CONLL/eng.train --config.data.dev_file=$CONLL/eng.testa \
       --config.data.test_file=$CONLL/eng.testb --workdir /tmp/luke_conll2003
 
@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.document_context = True
   config.train.batch_size = 8
   config.train.eval_batch_size = 32
-  config.train.learning_rate = 1e-5
+  config.optim.learning_rate = 1e-5
   config.train.num_epochs = 5
   config.train.seed = 35
   return config

@@ -1,7 +1,7 @@
 r"""Entity typing on Open Entity with the paper's settings.
 
   python run_finetune.py --config configs/finetune/open_entity.py \
-      --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
+      --config.train.init_checkpoint=$LUKE_JAX_CHECKPOINT \
       --config.data.train_file=$OPEN_ENTITY/train.json \
       --config.data.dev_file=$OPEN_ENTITY/dev.json \
       --config.data.test_file=$OPEN_ENTITY/test.json --workdir /tmp/luke_open_entity
@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.labels = ml_collections.FieldReference([], field_type=list)
   config.train.batch_size = 4
   config.train.eval_batch_size = 32
-  config.train.learning_rate = 1e-5
+  config.optim.learning_rate = 1e-5
   config.train.num_epochs = 3
   config.train.seed = 12
   return config

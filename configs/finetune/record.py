@@ -6,7 +6,7 @@ of at most 90 and windows 128 tokens apart; the dev exact match picks the best e
 are the official script's fractions (0.906 = 90.6 EM).
 
   python run_finetune.py --config configs/finetune/record.py \
-      --config.init_checkpoint=/ckpt/luke-large \
+      --config.train.init_checkpoint=/ckpt/luke-large \
       --config.data.train_file=ReCoRD/train.jsonl \
       --config.data.dev_file=ReCoRD/val.jsonl \
       --workdir /tmp/record
@@ -32,6 +32,6 @@ def get_config(arg=None):
       max_mention_length=30,
       placeholder_token="<ent2>",     # the reference's [PLACEHOLDER]
       entity_marker_token="<ent>"))   # the reference's [ENTITY], around every candidate
-  config.train.update(dict(num_epochs=2, batch_size=32, eval_batch_size=32,
-                           learning_rate=1e-5, seed=4))
+  config.train.update(dict(num_epochs=2, batch_size=32, eval_batch_size=32, seed=4))
+  config.optim.learning_rate = 1e-5
   return config

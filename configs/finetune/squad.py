@@ -1,12 +1,12 @@
 r"""Extractive QA on SQuAD 1.1 (default) or 2.0 (`:v2`), the paper's settings.
 
   python run_finetune.py --config configs/finetune/squad.py \
-      --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
+      --config.train.init_checkpoint=$LUKE_JAX_CHECKPOINT \
       --config.data.train_file=$SQUAD/train-v1.1.json \
       --config.data.dev_file=$SQUAD/dev-v1.1.json --workdir /tmp/luke_squad
 
   python run_finetune.py --config configs/finetune/squad.py:v2 \
-      --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
+      --config.train.init_checkpoint=$LUKE_JAX_CHECKPOINT \
       --config.data.train_file=$SQUAD/train-v2.0.json \
       --config.data.dev_file=$SQUAD/dev-v2.0.json --workdir /tmp/luke_squad2
 
@@ -44,10 +44,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.max_mention_length = 30
   config.train.batch_size = 48
   config.train.eval_batch_size = 64
-  config.train.learning_rate = 1.5e-5
+  config.optim.learning_rate = 1.5e-5
   config.train.num_epochs = 2
   config.train.seed = 14
   # The legacy recipe freezes the (500K-row) entity embedding table.
-  config.train.trainable = [["luke/entity_embeddings/entity_embeddings/embedding", False],
+  config.optim.trainable = [["luke/entity_embeddings/entity_embeddings/embedding", False],
                             [".*", True]]
   return config

@@ -1,7 +1,7 @@
 r"""Relation classification on TACRED with the paper's settings.
 
   python run_finetune.py --config configs/finetune/tacred.py \
-      --config.init_checkpoint=$LUKE_JAX_CHECKPOINT \
+      --config.train.init_checkpoint=$LUKE_JAX_CHECKPOINT \
       --config.data.train_file=$TACRED/train.json --config.data.dev_file=$TACRED/dev.json \
       --config.data.test_file=$TACRED/test.json --workdir /tmp/luke_tacred
 
@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.labels = ml_collections.FieldReference([], field_type=list)
   config.train.batch_size = 32
   config.train.eval_batch_size = 64
-  config.train.learning_rate = 1e-5
+  config.optim.learning_rate = 1e-5
   config.train.num_epochs = 5
   config.train.seed = 42
   return config

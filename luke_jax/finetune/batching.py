@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 
 VALID = "_valid"  # 1 for real rows, 0 for the rows that pad a batch to its fixed size
@@ -34,10 +33,13 @@ def eval_batches(num_rows: int, batch_size: int):
     yield np.concatenate([rows, np.full(batch_size - len(rows), -1, rows.dtype)])
 
 
-def gather(arrays: dict[str, np.ndarray], rows: np.ndarray, keys) -> dict[str, np.ndarray]:
-  """This host's slice of the global batch `rows`; padding rows copy row 0 with VALID 0."""
-  per_host = len(rows) // jax.process_count()
-  mine = rows[jax.process_index() * per_host:(jax.process_index() + 1) * per_host]
+def gather(arrays: dict[str, np.ndarray], rows: np.ndarray, keys,
+           block: tuple[int, int] = (0, 1)) -> dict[str, np.ndarray]:
+  """Block `block = (index, count)` of the global batch `rows` (`training.batches.host_rows`:
+  the rows this host's devices hold); padding rows copy row 0 with VALID 0."""
+  index, count = block
+  size = len(rows) // count
+  mine = rows[index * size:(index + 1) * size]
   safe = np.where(mine < 0, 0, mine)
   batch = {k: arrays[k][safe] for k in keys}
   batch[VALID] = (mine >= 0).astype(np.float32)

@@ -14,10 +14,8 @@ checkpoints, evaluation and the files a run leaves in `workdir`:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +25,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from luke_jax import checkpoint as luke_checkpoint
 from luke_jax import pretrained as luke_pretrained
+from luke_jax import sharding
 from luke_jax.finetune import batching, init as init_lib, tasks
-from luke_jax.finetune.progress import Progress
 from luke_jax.finetune.task import Features, Task
 from luke_jax.models import registry
 from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.tokenizer import LukeTokenizer
-from luke_jax.training import checkpointing, optim, state as state_lib, steps as steps_lib
-from luke_jax.training import loop
+from luke_jax.training import batches, checkpointing, config as run_config, loop, optim
+from luke_jax.training import state as state_lib, steps
+from luke_jax.training.metrics import MetricWriter
+from luke_jax.training.preemption import Preemption, PreemptionFlag
 from luke_jax.training.state import TrainState
 
 BEST_STATE_FILE = "finetune_state.json"
@@ -106,21 +105,6 @@ def _fixed_labels(workdir: Path, labels: list[str]) -> list[str]:
   return labels
 
 
-def _optimizer(config: ml_collections.ConfigDict, params, total_steps: int):
-  tc = config.train
-  optim_config = dict(
-      learning_rate=tc.learning_rate, warmup_steps=int(tc.warmup_ratio * total_steps),
-      total_steps=total_steps, b1=tc.b1, b2=tc.b2, eps=tc.eps, weight_decay=tc.weight_decay,
-      bias_correction=tc.bias_correction, max_grad_norm=tc.max_grad_norm,
-      trainable=[tuple(r) for r in tc.trainable] or list(optim.ALL_TRAINABLE))
-  return optim.make_optimizer(optim_config, params), optim.make_schedule(
-      tc.learning_rate, optim_config["warmup_steps"], total_steps)
-
-
-def _data_parallel(mesh) -> int:
-  return mesh.shape["data"] * mesh.shape["fsdp"]
-
-
 def _round_up(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 
@@ -134,47 +118,28 @@ def _apply(module, task: Task, params, batch, deterministic: bool, rng=None):
   return module.apply({"params": params}, **inputs, deterministic=deterministic, rngs=rngs)
 
 
-def train_step(state: TrainState, batch, *, module, task: Task, tx, grad_accum_steps: int):
-  """One update; the loss is `sum(loss_sum) / sum(weight)` over the real rows of the batch.
+class TaskObjective(steps.Objective):
+  """`sum(loss_sum) / sum(weight)` over the real rows of the global batch.
 
   Gradients of the sums are accumulated and divided by the total weight at the end, which
   gives the gradient of the batch mean exactly (up to summation order) for any
   `grad_accum_steps`, even when the weight (e.g. the number of valid spans) is only known
   after the forward pass.
   """
-  dropout_rng = jax.random.fold_in(state.rng, state.step)
 
-  def sum_fn(params, micro, rng):
-    loss_sum, weight = task.loss(_apply(module, task, params, micro, False, rng), micro)
-    valid = micro[batching.VALID]
-    return (jnp.sum(loss_sum.astype(jnp.float32) * valid),
-            jnp.sum(weight.astype(jnp.float32) * valid))
+  def __init__(self, module: nn.Module, task: Task):
+    self.module, self.task = module, task
 
-  grad_fn = jax.value_and_grad(sum_fn, has_aux=True)
-  if grad_accum_steps == 1:
-    (loss_sum, weight), grads = grad_fn(state.params, batch, dropout_rng)
-  else:
-    micro_batches = steps_lib._split_microbatches(batch, grad_accum_steps)  # pylint: disable=protected-access
+  def __call__(self, params, batch, rng, totals):
+    del totals
+    loss_sum, weight = self.task.loss(_apply(self.module, self.task, params, batch, False, rng),
+                                      batch)
+    valid = batch[batching.VALID]
+    loss_sum = jnp.sum(loss_sum.astype(jnp.float32) * valid)
+    return loss_sum, {"loss_sum": loss_sum, "weight": jnp.sum(weight.astype(jnp.float32) * valid)}
 
-    def body(carry, xs):
-      grads_acc, loss_acc, weight_acc = carry
-      index, micro = xs
-      (loss_sum, weight), grads = grad_fn(state.params, micro,
-                                          jax.random.fold_in(dropout_rng, index))
-      grads_acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
-      return (grads_acc, loss_acc + loss_sum, weight_acc + weight), None
-
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-    (grads, loss_sum, weight), _ = jax.lax.scan(
-        body, (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
-        (jnp.arange(grad_accum_steps), micro_batches))
-  denom = jnp.where(weight > 0, weight, 1.0)
-  grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grads, state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss_sum / denom, "weight": weight,
-             "grad_norm": optax.global_norm(grads).astype(jnp.float32)}
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  def normalizer(self, sums):
+    return jnp.where(sums["weight"] > 0, sums["weight"], 1.0)
 
 
 class _Runner:
@@ -183,13 +148,13 @@ class _Runner:
   def __init__(self, config: ml_collections.ConfigDict, task: Task, module: nn.Module,
                example_batch: dict[str, np.ndarray]):
     self.config, self.task, self.module = config, task, module
-    self.mesh = loop.make_mesh(config.mesh)
+    self.mesh = sharding.create_mesh(config.mesh)
     self.rules = tuple(tuple(r) for r in config.sharding.rules)
-    self.data_sharding = steps_lib.data_sharding(self.mesh)
+    self.batch_sharding = sharding.batch_sharding(self.mesh, self.rules)
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
+    self.shards = sharding.batch_shards(self.batch_sharding)
     # One row per data shard: the model's activation constraints split the batch axis.
-    dp = _data_parallel(self.mesh)
-    one = {k: np.repeat(v[:1], dp, axis=0) for k, v in example_batch.items()
+    one = {k: np.repeat(v[:1], self.shards, axis=0) for k, v in example_batch.items()
            if k in task.input_keys}
     with nn.logical_axis_rules(self.rules):
       self.boxed = jax.eval_shape(lambda r: module.init(r, **one)["params"],
@@ -205,9 +170,11 @@ class _Runner:
   def param_shardings(self):
     return state_lib.param_shardings(self.boxed, self.mesh, self.rules)
 
-  def device_batch(self, host_batch: dict[str, np.ndarray], global_rows: int):
-    return {k: jax.make_array_from_process_local_data(
-        self.data_sharding, v, (global_rows,) + v.shape[1:]) for k, v in host_batch.items()}
+  def batch(self, arrays: dict[str, np.ndarray], rows: np.ndarray, keys) -> dict[str, jax.Array]:
+    """The global batch of feature `rows` (-1: padding); this host reads only its rows."""
+    block = batches.host_rows(self.batch_sharding, len(rows))
+    return batches.to_global(batching.gather(arrays, rows, keys, block), self.batch_sharding,
+                             len(rows))
 
   def outputs(self, params, features: Features, batch_size: int) -> dict[str, np.ndarray]:
     """`task.outputs` for every feature row, stacked in row order."""
@@ -218,9 +185,7 @@ class _Runner:
     chunks: dict[str, list[np.ndarray]] = {}
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       for rows in batching.eval_batches(len(features), batch_size):
-        batch = batching.gather(features.arrays, rows, keys)
-        batch.pop(batching.VALID)
-        out = jax.device_get(self._eval(params, self.device_batch(batch, len(rows))))
+        out = jax.device_get(self._eval(params, self.batch(features.arrays, rows, keys)))
         real = rows >= 0
         for k, v in out.items():
           chunks.setdefault(k, []).append(np.asarray(v)[real])
@@ -243,9 +208,9 @@ def _write_json(path: Path, payload) -> None:
 
 
 def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
-             preemption: checkpointing.PreemptionFlag | None = None,
+             preemption: PreemptionFlag | None = None,
              stop_after: int | None = None) -> FinetuneResult:
-  """Fine-tunes `config.init_checkpoint` on `config.task`; resumes from `workdir`.
+  """Fine-tunes `config.train.init_checkpoint` on `config.task`; resumes from `workdir`.
 
   Args:
     config: see `luke_jax/finetune/config.py` and `configs/finetune/<task>.py`.
@@ -256,20 +221,22 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   Returns:
     A `FinetuneResult`.
   """
+  config = run_config.migrate(config)
+  run_config.check(config)
   workdir = Path(workdir)
   tc = config.train
   # ==== Everything that can be wrong with the inputs fails before any compilation ==========
-  if not config.init_checkpoint:
-    raise ValueError("config.init_checkpoint is not set (a luke-jax checkpoint from "
+  if not tc.init_checkpoint:
+    raise ValueError("config.train.init_checkpoint is not set (a luke-jax checkpoint from "
                      "`python -m luke_jax.convert` or pretraining, or a transformers LUKE dir)")
-  init_dir = Path(config.init_checkpoint)
+  init_dir = Path(tc.init_checkpoint)
   base_config, stored_arch, _ = luke_checkpoint.read_config(init_dir)
   files = {split: _checked_file(config, split, split == "train")
            for split in ("train", "dev", "test")}
   task = _make_task(config, init_dir)
   examples = {split: task.read(path, split) for split, path in files.items() if path}
-  (workdir / RESULTS_FILE).unlink(missing_ok=True)  # a stale one must not look like this run's
   checkpointing.check_workdir(workdir, config)
+  (workdir / RESULTS_FILE).unlink(missing_ok=True)  # a stale one must not look like this run's
   labels = _fixed_labels(workdir, task.labels(examples["train"]))
   features = {split: task.featurize(ex, labels, split) for split, ex in examples.items()}
   if not len(features["train"]):
@@ -278,32 +245,23 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   module = registry.build(task.architecture, model_config)
 
   runner = _Runner(config, task, module, features["train"].arrays)
-  dp = _data_parallel(runner.mesh)
-  accum = tc.grad_accum_steps
-  if accum < 1 or tc.batch_size % accum or (tc.batch_size // accum) % dp:
-    raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps="
-                     f"{accum} microbatches divisible by the data-parallel size {dp}")
-  if tc.batch_size % jax.process_count():
-    raise ValueError(f"train.batch_size={tc.batch_size} does not divide over "
-                     f"{jax.process_count()} hosts")
-  eval_batch = _round_up(tc.eval_batch_size, dp * jax.process_count())
+  batches.check_batch_size(tc.batch_size, tc.grad_accum_steps, runner.batch_sharding)
+  eval_batch = _round_up(tc.eval_batch_size, runner.shards * jax.process_count())
   per_epoch = batching.steps_per_epoch(len(features["train"]), tc.batch_size)
   total = tc.num_epochs * per_epoch
-  if tc.max_steps:
-    total = min(total, tc.max_steps)
+  if tc.steps:
+    total = min(total, tc.steps) if total else tc.steps
+  if not total:
+    raise ValueError("config.train.num_epochs and config.train.steps are both 0; set one")
   keys = tuple(task.input_keys) + tuple(task.target_keys)
 
   # ==== Parameters, optimizer, shardings ===================================================
-  params_abstract = nn.unbox(runner.boxed)
-  tx, schedule = _optimizer(config, params_abstract, total)
-  abstract_opt = jax.eval_shape(tx.init, params_abstract)
-  shardings = state_lib.state_shardings(runner.boxed, abstract_opt, runner.mesh, runner.rules)
-  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params_abstract,
-                        opt_state=abstract_opt, rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+  tx = optim.make_optimizer(config.optim, nn.unbox(runner.boxed), total)
+  abstract = state_lib.abstract_state(runner.boxed, tx)
+  shardings = state_lib.state_shardings(runner.boxed, abstract.opt_state, runner.mesh,
+                                        runner.rules)
   mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
-  own_flag = preemption is None
-  preemption = checkpointing.PreemptionFlag().install() if own_flag else preemption
-  progress = None
+  writer = None
   best_dir = workdir / "best"
   try:
     with jax.set_mesh(runner.mesh), nn.logical_axis_rules(runner.rules):
@@ -315,46 +273,37 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
       else:
         state = _initial_state(runner, init_dir, base_config, stored_arch, model_config, tx,
                                shardings, tc.seed)
-      step = int(state.step)
-      best = json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
-          best_dir / BEST_STATE_FILE).exists() else None
+      best = [json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
+          best_dir / BEST_STATE_FILE).exists() else None]
 
-      step_fn = jax.jit(functools.partial(train_step, module=module, task=task, tx=tx,
-                                          grad_accum_steps=accum),
-                        in_shardings=(shardings, runner.data_sharding),
-                        out_shardings=(shardings, runner.replicated), donate_argnums=(0,))
-      progress = Progress(workdir, total_steps=total, log_every=tc.log_every)
-      preempted = False
-      first_step = step + 1
+      train_step = steps.make_train_step(TaskObjective(module, task), tx, tc.grad_accum_steps,
+                                         shardings, runner.batch_sharding)
+      writer = MetricWriter(workdir, total_steps=total, log_every=tc.log_every,
+                            learning_rate=optim.learning_rate_schedule(config.optim, total))
+
+      def next_batch(step: int):
+        rows = batching.train_rows(step, len(features["train"]), tc.batch_size, tc.seed)
+        return runner.batch(features["train"].arrays, rows, keys)
+
+      def epoch_end(step: int, state: TrainState) -> bool:
+        if "dev" in features and (tc.eval_every_epoch or step == total):
+          best[0] = _maybe_save_best(runner, state, examples["dev"], features["dev"], labels,
+                                     eval_batch, step, best[0], best_dir, model_config,
+                                     init_dir, config, writer)
+        return True  # every epoch end is checkpointed
+
       print(f"fine-tuning {config.task}: {len(features['train'])} training rows, "
             f"{per_epoch} steps/epoch, {total} steps", flush=True)
-      while step < total:
-        if preemption.is_set() or (stop_after is not None and step >= stop_after):
-          checkpointing.save(mngr, state, {"step": step}, force=True)
-          preempted = True
-          break
-        rows = batching.train_rows(step, len(features["train"]), tc.batch_size, tc.seed)
-        batch = runner.device_batch(batching.gather(features["train"].arrays, rows, keys),
-                                    len(rows))
-        state, metrics = step_fn(state, batch)
-        step += 1
-        progress.update(step, jax.device_get(metrics), float(schedule(step - 1)))
-        if step == first_step:
-          progress.restart_clock()  # compilation is not throughput
-        epoch_end = step % per_epoch == 0 or step == total
-        if epoch_end and "dev" in features and (tc.eval_every_epoch or step == total):
-          best = _maybe_save_best(runner, state, examples["dev"], features["dev"], labels,
-                                  eval_batch, step, best, best_dir, model_config, init_dir,
-                                  config, progress)
-        checkpointing.save(mngr, state, {"step": step}, force=epoch_end)
-        if mngr.reached_preemption(step):
-          checkpointing.save(mngr, state, {"step": step}, force=True)
-          preempted = True
-          break
+      hook = loop.Hook(due=lambda step: step % per_epoch == 0 or step == total, run=epoch_end)
+      with Preemption(mngr, preemption, stop_after) as stop:
+        end = loop.run(state, train_step, next_batch, total_steps=total, manager=mngr,
+                       writer=writer, preemption=stop, data_state=lambda step: {"step": step},
+                       hooks=(hook,))
       mngr.wait_until_finished()
-      result = FinetuneResult(step=step, preempted=preempted, losses=list(progress.history),
+      state, step, best = end.state, end.step, best[0]
+      result = FinetuneResult(step=step, preempted=end.preempted, losses=list(writer.history),
                               workdir=workdir)
-      if preempted:
+      if end.preempted:
         logging.warning("stopped at step %d on request; checkpoint saved, rerun to resume", step)
         return result
 
@@ -375,7 +324,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
         if jax.process_index() == 0:
           task.write_predictions(workdir / f"{split}_predictions{task.prediction_suffix}",
                                  examples[split], predictions)
-        progress.scalars(f"final_{split}", scores, step)
+        writer.scalars(f"final_{split}", scores, step)
         print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
       if jax.process_index() == 0:
         _write_json(workdir / RESULTS_FILE, {
@@ -385,10 +334,8 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   finally:
     mngr.wait_until_finished()
     mngr.close()
-    if progress is not None:
-      progress.close()
-    if own_flag:
-      preemption.uninstall()
+    if writer is not None:
+      writer.close()
 
 
 def _initial_state(runner: _Runner, init_dir: Path, base_config: LukeConfig, stored_arch: str,
@@ -402,18 +349,12 @@ def _initial_state(runner: _Runner, init_dir: Path, base_config: LukeConfig, sto
                and tuple(base_config.id2label) == tuple(model_config.id2label))
   params = init_lib.merge_pretrained(runner.init_params(seed), jax.device_get(loaded),
                                      take_head=same_task, source=str(init_dir))
-
-  def init(params, key):
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=key)
-
-  return jax.jit(init, in_shardings=(shardings.params, None), out_shardings=shardings)(
-      params, jax.random.PRNGKey(seed + 1))
+  return state_lib.create_state(params, tx, shardings, jax.random.PRNGKey(seed + 1))
 
 
 def _save_model(directory: Path, params, model_config: LukeConfig, architecture: str,
                 tokenizer_dir: Path, state: dict) -> None:
-  host = loop.host_params(params)
+  host = state_lib.host_copy(params)
   if jax.process_index() == 0:
     luke_checkpoint.save_checkpoint(
         directory, host, model_config, architecture, tokenizer_dir=tokenizer_dir,
@@ -422,10 +363,10 @@ def _save_model(directory: Path, params, model_config: LukeConfig, architecture:
 
 
 def _maybe_save_best(runner, state, examples, features, labels, eval_batch, step, best,
-                     best_dir, model_config, init_dir, config, progress):
+                     best_dir, model_config, init_dir, config, writer):
   _, scores = _evaluate(runner, state.params, examples, features, labels, eval_batch)
   metric = runner.task.metric
-  progress.scalars("dev", scores, step)
+  writer.scalars("dev", scores, step)
   print(f"step {step} dev: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), flush=True)
   if metric not in scores:
     raise KeyError(f"task {config.task} scores {sorted(scores)} but its metric is {metric!r}")
@@ -455,6 +396,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   Returns:
     One prediction per example.
   """
+  config = run_config.migrate(config)
   checkpoint_dir = Path(checkpoint_dir)
   if not Path(input_file).is_file():
     raise FileNotFoundError(f"{input_file}: no such file")
@@ -468,8 +410,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   examples = task.read_raw(input_file) if raw else task.read(input_file, "predict")
   features = task.featurize(examples, labels, "predict")
   runner = _Runner(config, task, module, features.arrays)
-  batch = _round_up(config.train.eval_batch_size,
-                    _data_parallel(runner.mesh) * jax.process_count())
+  batch = _round_up(config.train.eval_batch_size, runner.shards * jax.process_count())
   params = jax.device_put(params, runner.param_shardings())
   outputs = runner.outputs(params, features, batch)
   predictions = task.decode(examples, features, outputs, labels)

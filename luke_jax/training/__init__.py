@@ -1,9 +1,10 @@
-"""LUKE pretraining: the masked-only pretraining model, chunked losses, optimiser and trainer.
+"""The training core every run drives, pretraining and fine-tuning alike.
 
-* `model.LukePretrainingModel`: `LukeForMaskedLM`'s parameter tree, but heads applied only at
-  the gathered masked positions and the entity softmax computed in vocabulary chunks.
-* `losses.chunked_softmax_cross_entropy`: tied-decoder cross entropy that never materialises
-  `[positions, vocabulary]` logits.
-* `optim`: the reference AdamW (no bias correction, decoupled weight decay), warmup/decay
-  schedule, weight-decay and trainable masks (two-stage pretraining).
+* `config`: the shared configuration schema (model, mesh, sharding, optim, train).
+* `state`: `TrainState`, its shardings, sharded initialisation.
+* `optim`: the LUKE AdamW, warmup/decay schedule, weight-decay and trainable masks.
+* `steps`: the jitted train step (an `Objective`, gradient accumulation, the update).
+* `batches`: which rows each host reads, and global batches from them.
+* `loop`: the step loop; `checkpointing` (Orbax), `preemption` (SIGTERM, multi-host),
+  `metrics` (console, TensorBoard, throughput, MFU).
 """

@@ -1,12 +1,10 @@
-"""Orbax checkpoints of the train state and the data position; preemption handling."""
+"""Orbax checkpoints of the train state and the data position, and the workdir they live in."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +17,10 @@ from luke_jax.training.state import TrainState
 
 CONFIG_HASH_FILE = "config_hash.json"
 # Fields that may change between a run and its resumption without changing what is trained.
+# `train.steps` may grow to train longer (with `optim.total_steps` 0 the decay is re-planned).
 _UNHASHED = {("train", "steps"), ("train", "log_every"), ("train", "ckpt_every"),
-             ("train", "keep_ckpts"), ("train", "export"), ("data", "num_workers"),
-             ("mesh",), ("sharding",)}
-
-
-class PreemptionFlag:
-  """Set by SIGTERM; the loop checks it at step boundaries, saves and exits cleanly.
-
-  A handler can only set a flag safely: saving from inside a signal handler would run in the
-  middle of an arbitrary step.
-  """
-
-  def __init__(self):
-    self._event = threading.Event()
-    self._previous = None
-
-  def install(self) -> "PreemptionFlag":
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    return self
-
-  def uninstall(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
-
-  def _handle(self, signum, frame) -> None:
-    del signum, frame
-    self._event.set()
-
-  def set(self) -> None:
-    self._event.set()
-
-  def is_set(self) -> bool:
-    return self._event.is_set()
+             ("train", "keep_ckpts"), ("train", "export"), ("train", "eval_batch_size"),
+             ("data", "num_workers"), ("mesh",), ("sharding",)}
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
@@ -87,8 +54,9 @@ def check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> None:
     if stored != digest and has_ckpts:
       raise ValueError(f"{workdir} holds checkpoints of another run (config hash {stored[:12]} "
                        f"!= {digest[:12]}); use a new --workdir or delete it. Only train.steps, "
-                       "log_every, ckpt_every, keep_ckpts, data.num_workers, mesh and sharding "
-                       "may change on resume")
+                       "train.log_every, ckpt_every, "
+                       "keep_ckpts, eval_batch_size, data.num_workers, mesh and sharding may "
+                       "change on resume")
   elif has_ckpts:
     raise ValueError(f"{workdir}/checkpoints exists without {CONFIG_HASH_FILE}; not resuming "
                      "from checkpoints of unknown origin")
@@ -115,10 +83,17 @@ def _state_dict(state: TrainState) -> dict[str, Any]:
           "rng": state.rng}
 
 
-def save(mngr: ocp.CheckpointManager, state: TrainState, data_state: dict, *,
+def due(mngr: ocp.CheckpointManager, step: int) -> bool:
+  """Whether `save` at `step` would write (the save interval, or a preemption notice)."""
+  return mngr.should_save(step)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, data_state: dict, *,
          force: bool = False) -> bool:
-  """Saves (asynchronously) if the interval says so or `force`; returns whether it saved."""
-  step = int(jax.device_get(state.step))
+  """Saves (asynchronously) if the interval says so or `force`; returns whether it saved.
+
+  `step` is the host's count of `state.step`, so deciding needs no device round trip.
+  """
   if force and step in mngr.all_steps():
     return False
   return mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_state_dict(state)),

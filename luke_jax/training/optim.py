@@ -1,10 +1,13 @@
-"""The reference pretraining optimiser: AdamW without bias correction, warmup/decay, masks.
+"""The LUKE optimiser: AdamW without bias correction, warmup then linear decay, masks.
 
-luke.md C.7: DeepSpeed `AdamW`, betas (0.9, 0.999), eps 1e-6, weight decay 0.01,
-`bias_correction: false`; `WarmupDecayLR` (linear 0 -> peak over 2,500 steps, then linear to 0 at
-`total_num_steps`); no decay for names containing `bias` and for `LayerNorm` weights/biases (so
-`lm_head.layer_norm.weight` *is* decayed); the pooler is not given to the optimiser; stage 1
-trains only `entity_embeddings.*` and `entity_predictions.*`.
+The official pretraining (github.com/studio-ousia/luke, `pretraining_config/*.json` with
+DeepSpeed) uses `AdamW` with betas (0.9, 0.999), eps 1e-6, weight decay 0.01 and
+`bias_correction: false`, and `WarmupDecayLR` (linear 0 -> peak over 2,500 steps, then linear
+to 0 at `total_num_steps`); no decay for names containing `bias` and for `LayerNorm`
+weights/biases (so `lm_head.layer_norm.weight` *is* decayed); the pooler is not given to the
+optimiser; stage 1 (`--fix-bert-weights`) trains only `entity_embeddings.*` and
+`entity_predictions.*`. Its fine-tuning trainer (`examples/legacy/utils/trainer.py`) uses the
+same AdamW without bias correction, betas (0.9, 0.98) and 6% warmup.
 
 Parameter paths are the '/'-joined Flax names, e.g. `luke/encoder/layer_3/output_LayerNorm/scale`.
 """
@@ -197,8 +200,26 @@ def _get(cfg, name: str, default=None):
   return default if value is None else value
 
 
-def make_optimizer(optim_config, params) -> optax.GradientTransformation:
-  """The pretraining optimiser: clip -> Adam -> decoupled weight decay -> -lr, frozen leaves zeroed.
+def schedule_steps(optim_config, run_steps: int) -> tuple[int, int]:
+  """`(warmup_steps, total_steps)` of the schedule: `total_steps` if set, else the run's steps;
+  `warmup_steps` if set, else `int(warmup_ratio * total)`."""
+  total = int(_get(optim_config, "total_steps", 0)) or int(run_steps)
+  warmup = int(_get(optim_config, "warmup_steps", 0))
+  if not warmup:
+    warmup = int(float(_get(optim_config, "warmup_ratio", 0.0)) * total)
+  return warmup, total
+
+
+def learning_rate_schedule(optim_config, run_steps: int = 0) -> optax.Schedule:
+  """The schedule `make_optimizer` follows (for logging the learning rate)."""
+  return make_schedule(_get(optim_config, "learning_rate"),
+                       *schedule_steps(optim_config, run_steps))
+
+
+def make_optimizer(optim_config, params, run_steps: int = 0,
+                   default_trainable: Sequence[tuple[str, bool]] = ALL_TRAINABLE
+                   ) -> optax.GradientTransformation:
+  """The training optimiser: clip -> Adam -> decoupled weight decay -> -lr, frozen leaves zeroed.
 
   `p -= lr * (adam_update + weight_decay * p)` on trainable leaves (torch / DeepSpeed AdamW;
   the EMNLP-era `LukeAdamW` decays the already-updated `p`, a difference of O(lr^2 wd)).
@@ -207,23 +228,25 @@ def make_optimizer(optim_config, params) -> optax.GradientTransformation:
   of the trainable gradients only (as DeepSpeed, whose optimiser holds only those).
 
   Args:
-    optim_config: an `ml_collections.ConfigDict` (or any object with these attributes, or a
-      dict): `learning_rate`, `warmup_steps`, `total_steps` (required); `b1` (0.9), `b2`
-      (0.999), `eps` (1e-6), `weight_decay` (0.01), `bias_correction` (False),
-      `max_grad_norm` (0 = off), `trainable` (list of `[regex, bool]`, default
-      `ALL_TRAINABLE`; `STAGE1_TRAINABLE` for stage 1). The pooler is frozen whatever
-      `trainable` says (`POOLER_FROZEN` is tried first), as the reference excludes it.
-      Gradient accumulation is not handled here (the train step accumulates).
+    optim_config: `config.optim` (an `ml_collections.ConfigDict`, any object with these
+      attributes, or a dict): `learning_rate` (required); `warmup_steps`, else `warmup_ratio`
+      of the schedule's steps; `total_steps` (0: `run_steps`); `b1` (0.9), `b2` (0.999),
+      `eps` (1e-6), `weight_decay` (0.01), `bias_correction` (False), `max_grad_norm`
+      (0 = off), `trainable` (list of `[regex, bool]`; empty: `default_trainable`). The pooler
+      is frozen whatever `trainable` says (`POOLER_FROZEN` is tried first), as the reference
+      excludes it. Gradient accumulation is not handled here (the train step accumulates).
     params: the (unboxed) parameter tree; used to check that every path matches a rule.
+    run_steps: the number of optimizer steps the run takes.
+    default_trainable: the rules when `trainable` is not set (`STAGE1_TRAINABLE` in
+      pretraining stage 1).
 
   Returns:
-    An `optax.GradientTransformation`; its learning rate at step t is `make_schedule(...)(t)`.
+    An `optax.GradientTransformation`; its learning rate at step t is
+    `learning_rate_schedule(optim_config, run_steps)(t)`.
   """
-  schedule = make_schedule(_get(optim_config, "learning_rate"),
-                           int(_get(optim_config, "warmup_steps")),
-                           int(_get(optim_config, "total_steps")))
+  schedule = learning_rate_schedule(optim_config, run_steps)
   rules = (POOLER_FROZEN,) + tuple(
-      (str(p), bool(f)) for p, f in _get(optim_config, "trainable", ALL_TRAINABLE))
+      (str(p), bool(f)) for p, f in (_get(optim_config, "trainable") or default_trainable))
   trainable_mask(params, rules)  # Fail now, with the offending path, rather than inside init.
 
   steps = []

@@ -1,4 +1,4 @@
-"""`TrainState` and its sharded initialisation (lm1b `setup_initial_state`)."""
+"""`TrainState`, its shardings and its sharded initialisation (lm1b `setup_initial_state`)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,6 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from luke_jax import sharding
-from luke_jax.models import registry
-from luke_jax.models.config import LukeConfig
-
-# The pretraining model shares LukeForMaskedLM's parameter tree, so exports need no renaming.
-ARCHITECTURE = "LukeForMaskedLM"
 
 
 @flax.struct.dataclass
@@ -28,7 +23,7 @@ class TrainState:
 
   Attributes:
     step: int32 [] number of optimizer updates applied.
-    params: the unboxed parameter tree (LukeForMaskedLM layout).
+    params: the unboxed parameter tree.
     opt_state: the optax state for `params`.
     rng: uint32 [2] base key; each step folds in its step number.
   """
@@ -39,19 +34,12 @@ class TrainState:
   rng: jax.Array
 
 
-def _boxed_params(config: LukeConfig, rng: jax.Array):
-  return registry.init_params(ARCHITECTURE, config, rng, boxed=True)
-
-
-def abstract_state(config: LukeConfig, tx: optax.GradientTransformation):
-  """Shapes of the state (`jax.eval_shape`), with params still `nn.LogicallyPartitioned`."""
-
-  def init(rng):
-    boxed = _boxed_params(config, rng)
-    params = nn.unbox(boxed)
-    return boxed, tx.init(params)
-
-  return jax.eval_shape(init, jax.random.PRNGKey(0))
+def abstract_state(boxed_params, tx: optax.GradientTransformation) -> TrainState:
+  """Shapes of the state for the (boxed, abstract) parameters `boxed_params` and `tx`."""
+  params = nn.unbox(boxed_params)
+  return TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
+                    opt_state=jax.eval_shape(tx.init, params),
+                    rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
 def state_shardings(boxed_params, abstract_opt_state, mesh: Mesh, rules) -> TrainState:
@@ -123,25 +111,30 @@ def abstract_with_shardings(abstract, shardings):
                       abstract, shardings)
 
 
-def make_init_fn(config: LukeConfig, tx: optax.GradientTransformation,
-                 shardings: TrainState, init_params=None) -> Callable[[jax.Array], TrainState]:
-  """A jitted `seed_key -> TrainState` that materialises every leaf directly in its sharding.
+def create_state(params: Any | Callable[[], Any], tx: optax.GradientTransformation,
+                 shardings: TrainState, rng: jax.Array) -> TrainState:
+  """A step-0 state with a fresh optimizer, every leaf made directly in its sharding.
 
   Args:
-    config: the model configuration.
+    params: a parameter tree (placed into `shardings.params`: a checkpoint's, say) or a
+      function of no arguments that makes one, traced inside the jit (random initialisation),
+      so that no host ever holds the whole tree.
     tx: the optimizer.
     shardings: from `state_shardings`.
-    init_params: optional parameters to start from (e.g. a converted RoBERTa or a stage-1
-      result); they are placed into the param shardings and get a fresh optimizer state.
+    rng: the state's base key (dropout keys are folded from it by step).
   """
 
-  def init(key: jax.Array, given) -> TrainState:
-    param_key, rng = jax.random.split(key)
-    params = given if given is not None else nn.unbox(_boxed_params(config, param_key))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=rng)
+  def init(p, key):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=tx.init(p), rng=key)
 
-  jitted = jax.jit(init, in_shardings=(None, shardings.params if init_params is not None
-                                       else None),
-                   out_shardings=shardings)
-  return lambda key: jitted(key, init_params)
+  if callable(params):
+    return jax.jit(lambda key: init(params(), key), out_shardings=shardings)(rng)
+  return jax.jit(init, in_shardings=(shardings.params, None), out_shardings=shardings)(params, rng)
+
+
+def host_copy(tree):
+  """A numpy copy of a (possibly multi-host sharded) tree on every host."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)

@@ -1,104 +1,121 @@
-"""The pure training step: loss, gradient accumulation and the optimizer update."""
+"""The train step every run takes: objective, gradient accumulation and the optimizer update."""
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from luke_jax.training.state import TrainState
 
 Batch = Mapping[str, jax.Array]
-METRIC_KEYS = ("mlm_loss_sum", "mlm_correct", "mlm_weight", "mep_loss_sum", "mep_correct",
-               "mep_weight")
-# Host-side fields the model never reads; they stay off the device.
-HOST_ONLY_KEYS = ("page_id",)
 
 
-def data_sharding(mesh: Mesh) -> NamedSharding:
-  """Batch rows split over every data-parallel mesh axis (the `activation_batch` rule)."""
-  return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+class Objective:
+  """What a run minimises, as sums the step can accumulate exactly over micro-batches.
+
+  The step's loss is the sum of `__call__`'s value over the micro-batches of a global batch,
+  divided by `normalizer` of the summed metrics (when it gives one): a mean whose denominator
+  is known only after the forward (spans, candidates) stays exact under accumulation. A mean
+  whose denominator the batch already tells (masked positions) can divide up front instead,
+  with `totals` computed once on the whole global batch.
+  """
+
+  def totals(self, batch: Batch) -> Any:
+    """Global-batch quantities each micro-batch's value may divide by (default none)."""
+    del batch
+    return None
+
+  def __call__(self, params, batch: Batch, rng: jax.Array, totals: Any
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`(value, sums)`: a float32 scalar to differentiate, and float32 scalar metric sums."""
+    raise NotImplementedError
+
+  def normalizer(self, sums: dict[str, jax.Array]) -> jax.Array | None:
+    """What the accumulated value and gradients are divided by (default nothing)."""
+    del sums
+    return None
 
 
-def _split_microbatches(batch: Batch, accum: int) -> Batch:
-  # [B, ...] -> [B // accum, accum, ...] -> [accum, B // accum, ...]: microbatch k takes rows
-  # k, k + accum, ..., so every microbatch stays spread over all data shards (MaxText).
+def split_microbatches(batch: Batch, accum: int) -> Batch:
+  """`[B, ...]` -> `[accum, B // accum, ...]`, micro-batch k taking rows k, k + accum, ...
+
+  Strided rows keep every micro-batch spread over all data shards (as MaxText does).
+  """
   def split(x):
     x = x.reshape((x.shape[0] // accum, accum) + x.shape[1:])
     return jnp.swapaxes(x, 0, 1)
   return jax.tree.map(split, batch)
 
 
-def train_step(state: TrainState, batch: Batch, *, model, tx: optax.GradientTransformation,
-               grad_accum_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(state: TrainState, batch: Batch, *, objective: Objective,
+               tx: optax.GradientTransformation, grad_accum_steps: int
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer update on a global batch.
-
-  The loss is `mlm_loss_sum / mlm_weight + mep_loss_sum / mep_weight` over the whole global
-  batch. The weights are known from the batch before the forward, so each microbatch's sums
-  are divided by the global totals and the accumulated gradient equals the full-batch one
-  exactly (up to float32 summation order), whatever `grad_accum_steps` is.
 
   Args:
     state: the current state (donated by the jitted caller).
-    batch: masked pretraining arrays with a leading global batch axis.
-    model: has `apply({'params': p}, batch, deterministic=..., rngs=...)` returning the sums.
+    batch: arrays with a leading global batch axis.
+    objective: the loss, see `Objective`.
     tx: the optimizer.
-    grad_accum_steps: microbatches per step; divides the batch size.
+    grad_accum_steps: micro-batches per step; divides the batch size. Gradients accumulate in
+      float32 and equal the whole batch's (up to summation order) whatever this is.
 
   Returns:
-    The new state and float32 scalar metrics (sums, weights, `loss`, `grad_norm`).
+    The new state and float32 scalar metrics: the objective's sums, `loss` and `grad_norm`.
   """
-  mlm_total = jnp.maximum(batch["mlm_weights"].astype(jnp.float32).sum(), 1.0)
-  mep_total = jnp.maximum(batch["mep_weights"].astype(jnp.float32).sum(), 1.0)
+  totals = objective.totals(batch)
   dropout_rng = jax.random.fold_in(state.rng, state.step)
-
-  def loss_fn(params, micro, rng):
-    sums = model.apply({"params": params}, micro, deterministic=False, rngs={"dropout": rng})
-    loss = sums["mlm_loss_sum"] / mlm_total + sums["mep_loss_sum"] / mep_total
-    return loss, sums
-
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  zeros_sums = {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS}
+  grad_fn = jax.value_and_grad(
+      lambda params, micro, rng: objective(params, micro, rng, totals), has_aux=True)
   if grad_accum_steps == 1:
-    (loss, sums), grads = grad_fn(state.params, batch, dropout_rng)
+    (value, sums), grads = grad_fn(state.params, batch, dropout_rng)
   else:
-    micro_batches = _split_microbatches(batch, grad_accum_steps)
+    micro_batches = split_microbatches(batch, grad_accum_steps)
+    first = jax.tree.map(lambda x: x[0], micro_batches)
+    sums_shape = jax.eval_shape(grad_fn, state.params, first, dropout_rng)[0][1]
 
     def body(carry, xs):
-      grads_acc, loss_acc, sums_acc = carry
+      grads_acc, value_acc, sums_acc = carry
       index, micro = xs
       micro = jax.tree.map(
           lambda x: nn.with_logical_constraint(x, ("activation_batch",) + (None,) * (x.ndim - 1)),
           micro)
-      (loss, sums), grads = grad_fn(state.params, micro, jax.random.fold_in(dropout_rng, index))
+      (value, sums), grads = grad_fn(state.params, micro, jax.random.fold_in(dropout_rng, index))
       grads_acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
-      sums_acc = {k: sums_acc[k] + sums[k].astype(jnp.float32) for k in METRIC_KEYS}
-      return (grads_acc, loss_acc + loss, sums_acc), None
+      sums_acc = jax.tree.map(lambda a, s: a + s.astype(jnp.float32), sums_acc, sums)
+      return (grads_acc, value_acc + value, sums_acc), None
 
-    zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-    (grads, loss, sums), _ = jax.lax.scan(
-        body, (zero_grads, jnp.zeros((), jnp.float32), zeros_sums),
+    zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), tree)
+    (grads, value, sums), _ = jax.lax.scan(
+        body, (zeros(state.params), jnp.zeros((), jnp.float32), zeros(sums_shape)),
         (jnp.arange(grad_accum_steps), micro_batches))
+  denominator = objective.normalizer(sums)
+  if denominator is not None:
+    grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, state.params)
+    value = value / denominator
+  elif grad_accum_steps > 1:
     grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
 
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {k: jnp.asarray(sums[k], jnp.float32) for k in METRIC_KEYS}
-  metrics["loss"] = jnp.asarray(loss, jnp.float32)
+  metrics = {k: jnp.asarray(v, jnp.float32) for k, v in sums.items()}
+  metrics["loss"] = jnp.asarray(value, jnp.float32)
   metrics["grad_norm"] = optax.tree.norm(grads).astype(jnp.float32)
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-  return new_state, metrics
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def make_train_step(model, tx: optax.GradientTransformation, grad_accum_steps: int,
-                    state_shardings: TrainState, mesh: Mesh) -> Callable:
+def make_train_step(objective: Objective, tx: optax.GradientTransformation,
+                    grad_accum_steps: int, state_shardings: TrainState,
+                    batch_sharding: NamedSharding) -> Callable:
   """`jax.jit(train_step)` with explicit shardings and the state donated (MaxText style)."""
-  step = functools.partial(train_step, model=model, tx=tx, grad_accum_steps=grad_accum_steps)
-  return jax.jit(step, in_shardings=(state_shardings, data_sharding(mesh)),
-                 out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
-                 donate_argnums=(0,))
+  step = functools.partial(train_step, objective=objective, tx=tx,
+                           grad_accum_steps=grad_accum_steps)
+  replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, replicated), donate_argnums=(0,))

@@ -1,11 +1,12 @@
 """`LukePretrainingModel`: `LukeForMaskedLM`'s parameters, heads applied at masked slots only.
 
-The reference pretraining model (luke.md C.6, `luke/pretraining/model.py`) scores only the
-masked positions (`masked_select`); `transformers.LukeForMaskedLM` scores all of them, which
-costs about 17% more step FLOPs and `[batch, entities, entity_vocab]` float32 logits
-(performance.md section 0). Here the masked positions come pre-gathered into static buffers
-(`luke_jax.data.masking`), the head transforms run on those `[batch, max_masked]` states only, and
-the entity softmax is chunked over the vocabulary (`losses.chunked_softmax_cross_entropy`).
+The official pretraining model (github.com/studio-ousia/luke, `luke/pretraining/model.py`)
+scores only the masked positions (`masked_select`); `transformers.LukeForMaskedLM` scores all
+of them: at the pretraining shapes (512 words, 128 entities, 500K entities) about 17% more
+step FLOPs and 256 MB of float32 entity logits per sequence. Here the masked positions come
+pre-gathered into static buffers (`luke_jax.data.masking`), the head transforms run on those
+`[batch, max_masked]` states only, and the entity softmax is chunked over the vocabulary
+(`losses.chunked_softmax_cross_entropy`).
 
 The parameter tree is exactly `heads.LukeForMaskedLM`'s (same module names, shapes, dtypes and
 logical axes), so a `LukeForMaskedLM` checkpoint (e.g. one converted from RoBERTa) loads into
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 from luke_jax.models import heads
 from luke_jax.models.config import LukeConfig
 from luke_jax.models.luke import LukeModel
-from luke_jax.training import losses
+from luke_jax.models import losses
+from luke_jax.training.steps import Objective
 
 Array = jax.Array
 
@@ -45,8 +47,9 @@ class LukePretrainingModel(nn.Module):
   """Masked language modelling + masked entity prediction losses, as summed metrics.
 
   Attributes:
-    config: the model configuration. The reference pretrains with vanilla attention
-      (luke.md C.8), i.e. `use_entity_aware_attention=False`; that is the caller's choice.
+    config: the model configuration. LUKE was pretrained with plain self-attention, the
+      entity-aware queries added only for fine-tuning (studio-ousia/luke issue #76), i.e.
+      `use_entity_aware_attention=False`; that is the caller's choice.
   """
 
   config: LukeConfig
@@ -104,25 +107,22 @@ class LukePretrainingModel(nn.Module):
     return {k: jnp.asarray(v, jnp.float32) for k, v in zip(METRIC_KEYS, values)}
 
 
+class PretrainingObjective(Objective):
+  """`mlm_loss_sum / mlm_weight + mep_loss_sum / mep_weight` over the whole global batch.
 
-def dummy_batch(config: LukeConfig, batch: int = 1, num_words: int = 4, num_entities: int = 2,
-                mention_length: int = 2, max_masked_words: int = 2,
-                max_masked_entities: int = 1) -> dict[str, Array]:
-  """Smallest batch in the `luke_jax.data.masking` format, for `init` and `eval_shape`."""
-  del config
-  zeros = lambda *shape: jnp.zeros(shape, jnp.int32)
-  ones = lambda *shape: jnp.ones(shape, jnp.int32)
-  return dict(
-      input_ids=zeros(batch, num_words), attention_mask=ones(batch, num_words),
-      entity_ids=zeros(batch, num_entities), entity_attention_mask=ones(batch, num_entities),
-      entity_position_ids=zeros(batch, num_entities, mention_length),
-      mlm_positions=zeros(batch, max_masked_words), mlm_labels=zeros(batch, max_masked_words),
-      mlm_weights=ones(batch, max_masked_words),
-      mep_positions=zeros(batch, max_masked_entities),
-      mep_labels=zeros(batch, max_masked_entities), mep_weights=ones(batch, max_masked_entities))
+  The reference's two means (over masked words, over masked entities). Their denominators are
+  the batch's weights, known before the forward, so each micro-batch divides its sums by the
+  global totals and the accumulated gradient is the whole batch's.
+  """
 
+  def __init__(self, model: LukePretrainingModel):
+    self.model = model
 
-def init_params(config: LukeConfig, rng: Array, boxed: bool = False):
-  """Random parameters (the same tree as `registry.init_params("LukeForMaskedLM", ...)`)."""
-  params = LukePretrainingModel(config).init(rng, dummy_batch(config))["params"]
-  return params if boxed else nn.unbox(params)
+  def totals(self, batch):
+    return (jnp.maximum(batch["mlm_weights"].astype(jnp.float32).sum(), 1.0),
+            jnp.maximum(batch["mep_weights"].astype(jnp.float32).sum(), 1.0))
+
+  def __call__(self, params, batch, rng, totals):
+    sums = self.model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": rng})
+    mlm_total, mep_total = totals
+    return sums["mlm_loss_sum"] / mlm_total + sums["mep_loss_sum"] / mep_total, sums

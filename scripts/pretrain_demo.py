@@ -1,6 +1,6 @@
 r"""End-to-end pretraining demo on the real Wikipedia sample, on CPU in a few minutes.
 
-  python -m luke_jax.pretrain_demo --out demo_out
+  python scripts/pretrain_demo.py --out demo_out      (what `make demo` runs)
 
 Steps, all under `--out`: fetch the sample dump (`data/fetch_sample.sh`) if missing, train a
 SentencePiece tokenizer (`tokenizer/`), build the entity vocabulary (`entity_vocab.jsonl`)
@@ -23,13 +23,12 @@ from pathlib import Path
 from absl import app, flags, logging
 
 
-
 def _define_flags() -> None:
-  # Defined only when run as a script: the tests import this module next to `luke_jax.demo`,
-  # which has an `--out` flag of its own.
+  # Defined only when run as a script: the tests import this module for `build_dataset`.
   flags.DEFINE_string("out", "demo_out", "Directory for everything the demo writes.")
   flags.DEFINE_integer("steps", 600, "Training steps.")
   flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "samples" / "enwiki-sample.xml.bz2"
@@ -67,7 +66,7 @@ def build_dataset(out: Path, *, dump: Path | None = None, vocab_size: int = 4000
 
 
 def tiny_config():
-  """`configs/pretrain_tiny.py`'s config (configs are files, not a package)."""
+  """`configs/pretrain_tiny.py`'s config, loaded from the checkout as `--config` loads it."""
   spec = importlib.util.spec_from_file_location("pretrain_tiny",
                                                 REPO / "configs" / "pretrain_tiny.py")
   module = importlib.util.module_from_spec(spec)
@@ -88,7 +87,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; keep the loss visible
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update("jax_threefry_partitionable", True)
-  from luke_jax.training import loop  # pylint: disable=g-import-not-at-top
+  from luke_jax.convert import hf  # pylint: disable=g-import-not-at-top
+  from luke_jax.pretraining import train  # pylint: disable=g-import-not-at-top
   out = Path(flags.FLAGS.out).absolute()
   start = time.time()
 
@@ -100,16 +100,17 @@ def main(argv):
   config = tiny_config()
   config.data.dataset_dir = str(dataset_dir)
   config.train.steps = flags.FLAGS.steps
-  config.train.global_batch_size = flags.FLAGS.batch_size
+  config.train.batch_size = flags.FLAGS.batch_size
   workdir = out / "workdir"
   shutil.rmtree(workdir, ignore_errors=True)  # the demo always trains from scratch
   train_start = time.time()
-  result = loop.train_and_evaluate(config, workdir)
-  train_seconds = time.time() - train_start
+  result = train.train_and_evaluate(config, workdir)
   model_dir, hf_dir = out / "model", out / "hf_export"
-  for src, dst in ((result.model_dir, model_dir), (result.hf_dir, hf_dir)):
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.move(str(src), str(dst))
+  shutil.rmtree(model_dir, ignore_errors=True)
+  shutil.move(str(result.model_dir), str(model_dir))
+  hf.write_hf(hf_dir, result.params, result.model_config, train.ARCHITECTURE,
+              tokenizer_dir=dataset_dir, overwrite=True)
+  train_seconds = time.time() - train_start
 
   print("== 3/3 loading the export with transformers", flush=True)
   check_hf_export(hf_dir)

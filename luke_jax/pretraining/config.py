@@ -1,0 +1,30 @@
+"""The fields every pretraining config has; `configs/pretrain*.py` set the recipe's values.
+
+The shared sections (`model`, `mesh`, `sharding`, `optim`, `train`) are
+`luke_jax.training.config`'s; pretraining adds `data` (the dataset and its masking) and
+`train.stage` (1: only the entity parameters train, unless `optim.trainable` says otherwise)
+and `train.export` (write `model/` at the end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from luke_jax.models.config import LukeConfig
+from luke_jax.training.config import shared_config
+
+
+def base_config(model: LukeConfig, **data) -> ml_collections.ConfigDict:
+  """`model` as `config.model` (vocabulary sizes 0 = the dataset's), `data` over defaults."""
+  config = shared_config()
+  fields = dataclasses.asdict(model)
+  fields.pop("id2label")  # heads are task-specific; pretraining has none
+  config.model = fields
+  config.data = ml_collections.ConfigDict(dict(
+      dataset_dir="", max_seq_length=512, max_entity_length=128, max_mention_length=30,
+      whole_word_masking=True, masked_lm_prob=0.15, masked_entity_prob=0.15, num_workers=4))
+  config.data.update(data)
+  config.train.update(stage=2, export=True)
+  return config
