@@ -1,8 +1,9 @@
 """`config.train.init_checkpoint`: stage 2 from stage 1, stage 1 from a RoBERTa conversion.
 
-The two-stage recipe (luke.md C.7, C.8): stage 1 starts from RoBERTa converted by
-`python -m luke_jax.convert --src_format=roberta` and trains only the entity parameters;
-stage 2 starts from stage 1's exported `model/` with a fresh optimizer and trains everything.
+The official two-stage recipe (studio-ousia/luke `pretraining.md`): stage 1 starts from RoBERTa
+converted by `python -m luke_jax.convert --src_format=roberta` and trains only the entity
+parameters; stage 2 starts from stage 1's exported `model/` with a fresh optimizer and trains
+everything.
 """
 
 from __future__ import annotations
