@@ -24,6 +24,7 @@ not need (sorting spans given in order, filtering entities no truncation dropped
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Sequence
 
@@ -52,15 +53,21 @@ class Texts:
   Attributes:
     texts: [S] the texts, first sides then pair sides.
     joined: all of them, concatenated.
-    length, start: [S] each text's length in characters and where it starts in `joined`.
+    length, start: [S] each text's length in characters and where it starts in `joined`
+      (computed when first asked for: a call of one text rarely needs them).
   """
-  __slots__ = ("texts", "joined", "length", "start")
 
   def __init__(self, texts: list[str]):
     self.texts = texts
     self.joined = "".join(texts)
-    self.length = np.fromiter(map(len, texts), _I64, len(texts))
-    self.start = self.length.cumsum() - self.length
+
+  @functools.cached_property
+  def length(self) -> np.ndarray:
+    return np.fromiter(map(len, self.texts), _I64, len(self.texts))
+
+  @functools.cached_property
+  def start(self) -> np.ndarray:
+    return self.length.cumsum() - self.length
 
 
 @dataclasses.dataclass
@@ -124,9 +131,10 @@ def segment(texts: Texts, entities: Entities) -> Cuts:
     return Cuts(empty(), empty(), empty(), empty())
   side = entities.side.repeat(2)
   pos = entities.char.ravel()  # start, end, start, end, ...
-  at = texts.start[side] + pos  # in `joined`
+  one = len(texts.texts) == 1
+  at = pos if one else texts.start[side] + pos  # in `joined`
   # Spans in order (the usual case) give boundaries in order, which need no sort.
-  key = at + side  # sorted by side, then position (a text's end before the next one's start)
+  key = at if one else at + side  # by side, then position (a text's end before the next start)
   of = np.arange(2 * e)
   if e > 1 and np.count_nonzero(key[1:] < key[:-1]):
     order = key.argsort(kind="stable")
@@ -149,13 +157,10 @@ def encode(word_pieces, texts: Texts, cuts: Cuts, offsets: bool) -> tuple[Tokens
   whole instead (the same ids; see `WordPieces.encode_whole`), in one native call for all such
   sides.
   """
-  whole = None
-  if not offsets and word_pieces.kind == "bpe":
-    flags = [not word_pieces.is_plain(t) for t in texts.texts]
-    if any(flags):
-      whole = np.array(flags)
-  if whole is None:
-    return _encode_pieces(word_pieces, texts, cuts.side, cuts.pos, offsets)
+  plain = word_pieces.kind == "bpe" and word_pieces.is_plain(texts.joined)
+  if offsets or plain or word_pieces.kind != "bpe":
+    return _encode_pieces(word_pieces, texts, cuts.side, cuts.pos, offsets, plain)
+  whole = np.array([not word_pieces.is_plain(t) for t in texts.texts])
 
   num = len(texts.texts)
   cut_side, cut_pos = cuts.side, cuts.pos
@@ -197,9 +202,10 @@ def encode(word_pieces, texts: Texts, cuts: Cuts, offsets: bool) -> tuple[Tokens
 
 
 def _encode_pieces(word_pieces, texts: Texts, cut_side: np.ndarray, cut_pos: np.ndarray,
-                   offsets: bool) -> tuple[Tokens, np.ndarray]:
+                   offsets: bool, plain: bool = False) -> tuple[Tokens, np.ndarray]:
   """Encodes every side in pieces `[0, c1), [c1, c2), ..., [ck, len)` at its sorted cuts, all
-  in one backend call; returns the tokens and the token index at each cut.
+  in one backend call (`plain`: texts known to pass `WordPieces.is_plain`); returns the tokens
+  and the token index at each cut.
 
   The sides lie one after the other in `texts.joined`, so the pieces do too: each ends where
   the next one starts.
@@ -231,7 +237,7 @@ def _encode_pieces(word_pieces, texts: Texts, cut_side: np.ndarray, cut_pos: np.
       bound[at_cut] = cut_pos
     piece_offsets += bound.repeat(piece_len)[:, None]
   else:
-    piece_ids, piece_len = word_pieces.encode_flat(pieces)
+    piece_ids, piece_len = word_pieces.encode_flat(pieces, plain)
   # Token index at each cut: the tokens of the side's pieces before it.
   before = piece_len.cumsum() - piece_len
   if num == 1:
@@ -268,7 +274,6 @@ def insert_markers(tokens: Tokens, n: int, pos: np.ndarray, value: np.ndarray,
   m = pos.shape[1]
   length = tokens.length[:n]
   base = tokens.start[:n]
-  at = np.zeros((n, m), _I64)  # current index of each marker inserted so far
   anchor = np.zeros((n, m), _I64) if tokens.offsets is not None else None
   steps = range(m)
   if anchor is None and not np.count_nonzero(pos[:, 1:] > pos[:, :-1]):
@@ -276,6 +281,8 @@ def insert_markers(tokens: Tokens, n: int, pos: np.ndarray, value: np.ndarray,
     # later marker goes in at or before each earlier one and moves it one place.
     at = pos + np.arange(m - 1, -1, -1)
     steps = ()
+  else:
+    at = np.zeros((n, m), _I64)  # current index of each marker inserted so far
   for j in steps:
     p = pos[:, j]
     if anchor is not None:

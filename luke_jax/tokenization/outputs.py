@@ -150,19 +150,26 @@ def _cells(width: int, length: np.ndarray, shift: np.ndarray | None) -> np.ndarr
 def _word_index(layout: Layout, specials_at: int, add_special_tokens: bool) -> np.ndarray:
   """Where each word cell's value comes from, row after row: `<s> A </s></s> B </s>`, with
   `<s>` and `</s>` at `specials_at` and `specials_at + 1` (after the word pieces)."""
-  cls, sep = specials_at, specials_at + 1
+  length = layout.length
   if layout.has_b is None:
-    parts = ((cls, 1), (layout.src_a, layout.len_a), (sep, 1))
-  else:
-    # A row whose pair text truncation dropped keeps no separators for it.
-    sep_b = layout.has_b
-    parts = ((cls, 1), (layout.src_a, layout.len_a), (sep, 1), (sep, sep_b),
-             (layout.src_b, layout.len_b), (sep, sep_b))
+    # One run of word pieces per row, between the specials.
+    ends = length.cumsum()
+    first = 1 if add_special_tokens else 0
+    index = np.arange(ends[-1] if len(ends) else 0) + (layout.src_a - first - ends + length
+                                                        ).repeat(length)
+    if add_special_tokens:
+      index[ends - length] = specials_at
+      index[ends - 1] = specials_at + 1
+    return index
+  # Runs of the two parts and of each special. A row whose pair text truncation dropped keeps
+  # no separators for it.
+  cls, sep, sep_b = specials_at, specials_at + 1, layout.has_b
+  parts = ((cls, 1), (layout.src_a, layout.len_a), (sep, 1), (sep, sep_b),
+           (layout.src_b, layout.len_b), (sep, sep_b))
   if not add_special_tokens:
     parts = parts[1::3]
-  num = len(layout.length)
-  start = np.empty((num, len(parts)), _I64)
-  size = np.empty((num, len(parts)), _I64)
+  start = np.empty((len(length), len(parts)), _I64)
+  size = np.empty((len(length), len(parts)), _I64)
   for k, (a, n) in enumerate(parts):
     start[:, k] = a
     size[:, k] = n

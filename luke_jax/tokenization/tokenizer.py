@@ -301,27 +301,25 @@ class LukeTokenizer:
     """`<ent>` (and `<ent2>`) around the mentions of the classification tasks.
 
     Inserted one at a time in the reference's order, at the reference's indices; mention spans
-    then cover their markers.
+    then cover their markers (the reference's arithmetic).
     """
-    m1, m2 = self._markers()
+    markers = self._markers()
     if self.task == "entity_classification":
       start, end = ents.start[:n], ents.end[:n]
       pos = np.empty((n, 2), np.int64)
       pos[:, 0], pos[:, 1] = end, start
       ents.end[:n] = end + 2
-      return batch.insert_markers(tokens, n, pos, np.full((n, 2), m1, np.int64), (True, False))
+      return batch.insert_markers(tokens, n, pos, markers.single.repeat(n, axis=0),
+                                  (True, False))
     # Each example's head and tail, as columns (views: the updates below write through).
     starts, ends = ents.start[:2 * n].reshape(n, 2), ents.end[:2 * n].reshape(n, 2)
     edges = np.concatenate([ends, starts], axis=1)  # head end, tail end, head start, tail start
     head_first = (starts[:, 0] < starts[:, 1])[:, None]
     # The later mention first: its end, then its start.
     pos = np.where(head_first, edges[:, _TAIL_THEN_HEAD], edges[:, _HEAD_THEN_TAIL])
-    value = np.where(head_first, np.array([m2, m2, m1, m1]), np.array([m1, m1, m2, m2]))
-    before = 2 - 2 * head_first  # markers before the head
-    starts += before
-    ends += before + 2
-    starts[:, 1:] += 2 - 2 * before
-    ends[:, 1:] += 2 - 2 * before
+    value = np.where(head_first, markers.tail_then_head, markers.head_then_tail)
+    starts += np.where(head_first, _START_SHIFT, _START_SHIFT[::-1])
+    ends += np.where(head_first, _END_SHIFT, _END_SHIFT[::-1])
     return batch.insert_markers(tokens, n, pos, value, (True, False, True, False))
 
   def _specials(self) -> outputs.Specials:
@@ -331,10 +329,12 @@ class LukeTokenizer:
                                            self.pad_token_id, self.entity_pad_token_id)
     return self._special_ids
 
-  def _markers(self) -> tuple[int, int]:
-    """`<ent>` and `<ent2>`, looked up once (the classification tasks' markers)."""
+  def _markers(self) -> "_Markers":
+    """`<ent>` and `<ent2>` in the orders they are inserted in, looked up once."""
     if self._marker_ids is None:
-      self._marker_ids = (self.entity_1_token_id, self.entity_2_token_id)
+      m1, m2 = self.entity_1_token_id, self.entity_2_token_id
+      self._marker_ids = _Markers(np.array([[m1, m1]]), np.array([m2, m2, m1, m1]),
+                                  np.array([m1, m1, m2, m2]))
     return self._marker_ids
 
   def _padding(self, lengths: list[int], counts: list[int], call: "_Call"
@@ -365,9 +365,20 @@ class LukeTokenizer:
     return (4 if pair else 2) if add_special_tokens else 0
 
 # Columns of `[head end, tail end, head start, tail start]` in the order the reference inserts
-# the markers of an entity pair.
+# the markers of an entity pair, and how far the head's and the tail's start and end move when
+# the head comes first (the other way round otherwise).
 _TAIL_THEN_HEAD = np.array([1, 3, 0, 2])
 _HEAD_THEN_TAIL = np.array([0, 2, 1, 3])
+_START_SHIFT = np.array([0, 2])
+_END_SHIFT = np.array([2, 4])
+
+
+@dataclasses.dataclass
+class _Markers:
+  """Marker ids per insertion step: one entity, an entity pair tail first or head first."""
+  single: np.ndarray  # [1, 2]
+  tail_then_head: np.ndarray  # [4]
+  head_then_tail: np.ndarray  # [4]
 
 
 def _read_json(path: Path) -> dict:
