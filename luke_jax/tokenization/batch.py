@@ -132,18 +132,18 @@ def segment(texts: Texts, entities: Entities) -> Cuts:
   side = entities.side.repeat(2)
   pos = entities.char.ravel()  # start, end, start, end, ...
   one = len(texts.texts) == 1
-  at = pos if one else texts.start[side] + pos  # in `joined`
-  # Spans in order (the usual case) give boundaries in order, which need no sort.
-  key = at if one else at + side  # by side, then position (a text's end before the next start)
+  # A boundary's place in "\0" + "\0".join(texts), less one: the index of the character
+  # before it, the separator at a text's start. Sorted by side, then position.
+  key = pos if one else texts.start[side] + side + pos
   of = np.arange(2 * e)
-  if e > 1 and np.count_nonzero(key[1:] < key[:-1]):
+  if e > 1 and np.count_nonzero(key[1:] < key[:-1]):  # spans out of order: sort
     order = key.argsort(kind="stable")
-    side, pos, at = side[order], pos[order], at[order]
+    side, pos, key = side[order], pos[order], key[order]
     of[order] = of.copy()
+  code = np.frombuffer(("\0" + "\0".join(texts.texts)).encode("utf-32-le", "surrogatepass"),
+                       np.uint32)
   # Moving a boundary left by one never passes the previous boundary's cut: cuts stay sorted.
-  # (At a text's start, never moved, the character read is another text's, or the last one.)
-  before = np.frombuffer(texts.joined.encode("utf-32-le", "surrogatepass"), np.uint32)[at - 1]
-  cut = pos - ((pos > 0) & (before == ord(" ")))
+  cut = pos - (code[key] == ord(" "))
   return Cuts(side, cut, of[0::2], of[1::2])
 
 
