@@ -297,9 +297,13 @@ def insert_markers(tokens: Tokens, n: int, pos: np.ndarray, value: np.ndarray,
     if j:
       at[:, :j] += at[:, :j] >= p[:, None]
     at[:, j] = p
-  new_length = tokens.length.copy()
-  new_length[:n] += m
-  new_start = new_length.cumsum() - new_length
+  if n == len(tokens.length):  # no pair texts: every side gets markers
+    new_length = tokens.length + m
+    new_start = tokens.start + np.arange(0, n * m, m)
+  else:
+    new_length = tokens.length.copy()
+    new_length[:n] += m
+    new_start = new_length.cumsum() - new_length
   total = len(tokens.ids) + n * m
   slot = (new_start[:n, None] + at).ravel()
   is_word = np.empty(total, bool)

@@ -1,9 +1,9 @@
 """The entity inputs of a call (spans, titles), checked, as the pipeline's `Entities`.
 
 `check_spans` and `check_side` are the rules, in the reference's order, with errors that name
-the example, the span and the rule. A call of many spans is first checked with a few array
+the example, the span and the rule. A call of many texts is first checked with a few array
 operations (`_valid_pairs`), and only input that fails them goes through the rules one side
-at a time, to raise the first example's error; a few spans go through the rules directly.
+at a time, to raise the first example's error; a few texts go through the rules directly.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from luke_jax.tokenization.batch import Entities
 Span = tuple[int, int]
 _I64 = np.int64
 _INTS = (int, np.integer)
-# Sides up to which the rules check a call directly; beyond, the array check is cheaper.
+# Sides up to which the rules check a call directly; beyond, the array check is cheaper
+# (measured with three spans a side).
 _CHECK_SIDES_UP_TO = 8
 
 
@@ -100,7 +101,8 @@ def collect(texts: list, spans: list, titles: list, n: int, task: str | None, en
   if len(named) == num and num:
     ids = np.array(entity_vocab.lookup_many(list(itertools.chain.from_iterable(titles))), _I64)
   else:
-    ids = np.full(len(pairs), mask_id, _I64)
+    ids = np.empty(len(pairs), _I64)
+    ids.fill(mask_id)
     if task == "entity_pair_classification":
       ids[1:2 * n:2] = mask2_id
     if named:

@@ -153,13 +153,19 @@ def _word_index(layout: Layout, specials_at: int, add_special_tokens: bool) -> n
   length = layout.length
   if layout.has_b is None:
     # One run of word pieces per row, between the specials.
-    ends = length.cumsum()
     first = 1 if add_special_tokens else 0
-    index = np.arange(ends[-1] if len(ends) else 0) + (layout.src_a - first - ends + length
-                                                        ).repeat(length)
+    if len(length) == 1:  # one row: one range
+      row_start, row_end = 0, int(length[0])
+      src = int(layout.src_a[0]) - first
+      index = np.arange(src, src + row_end)
+    else:
+      row_end = length.cumsum()
+      row_start = row_end - length
+      index = np.arange(row_end[-1] if len(row_end) else 0) + (
+          layout.src_a - first - row_start).repeat(length)
     if add_special_tokens:
-      index[ends - length] = specials_at
-      index[ends - 1] = specials_at + 1
+      index[row_start] = specials_at
+      index[row_end - 1] = specials_at + 1
     return index
   # Runs of the two parts and of each special. A row whose pair text truncation dropped keeps
   # no separators for it.

@@ -4,7 +4,8 @@ One class serves LUKE (byte-level BPE) and mLUKE (SentencePiece); the call mirro
 Face one, batched or single, with the task modes `entity_classification`,
 `entity_pair_classification`, `entity_span_classification` and `None`. Beyond the reference it
 returns character offsets, splits long inputs into overlapping windows that keep only the
-entities fully inside them, and accepts pre-split words.
+entities fully inside them, and accepts pre-split words. Every call, one example or many, goes
+through the one column-wise pipeline (`batch`, `rows`, `outputs`).
 """
 
 from __future__ import annotations
