@@ -1,8 +1,10 @@
 """`finetune(config, workdir)` and `predict(...)`: the task-independent fine-tuning loop.
 
 The task (`luke_jax.finetune.task.Task`) reads files, builds features, defines the loss, the
-decoding and the metric; this module owns the model, the optimizer, the mesh, batches,
-checkpoints, evaluation and the files a run leaves in `workdir`:
+decoding and the metric. This module builds the model and the task's `Objective`, feeds
+batches to the training core (`luke_jax.training`: mesh, state, step, loop, checkpoints,
+preemption, metrics), and owns evaluation, the best model and the files a run leaves in
+`workdir`:
 
   checkpoints/        orbax train states (resumable; the run resumes from the newest)
   best/               luke-jax checkpoint of the best dev model (tokenizer and label map inside)
@@ -273,8 +275,8 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
       else:
         state = _initial_state(runner, init_dir, base_config, stored_arch, model_config, tx,
                                shardings, tc.seed)
-      best = [json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
-          best_dir / BEST_STATE_FILE).exists() else None]
+      best = json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
+          best_dir / BEST_STATE_FILE).exists() else None
 
       train_step = steps.make_train_step(TaskObjective(module, task), tx, tc.grad_accum_steps,
                                          shardings, runner.batch_sharding)
@@ -286,10 +288,11 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
         return runner.batch(features["train"].arrays, rows, keys)
 
       def epoch_end(step: int, state: TrainState) -> bool:
+        nonlocal best
         if "dev" in features and (tc.eval_every_epoch or step == total):
-          best[0] = _maybe_save_best(runner, state, examples["dev"], features["dev"], labels,
-                                     eval_batch, step, best[0], best_dir, model_config,
-                                     init_dir, config, writer)
+          best = _maybe_save_best(runner, state, examples["dev"], features["dev"], labels,
+                                  eval_batch, step, best, best_dir, model_config, init_dir,
+                                  config, writer)
         return True  # every epoch end is checkpointed
 
       print(f"fine-tuning {config.task}: {len(features['train'])} training rows, "
@@ -300,7 +303,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
                        writer=writer, preemption=stop, data_state=lambda step: {"step": step},
                        hooks=(hook,))
       mngr.wait_until_finished()
-      state, step, best = end.state, end.step, best[0]
+      state, step = end.state, end.step
       result = FinetuneResult(step=step, preempted=end.preempted, losses=list(writer.history),
                               workdir=workdir)
       if end.preempted:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
+from luke_jax.models import losses
 from luke_jax.models.heads import _Head, _head_call
 
 Array = jax.Array
@@ -50,24 +50,9 @@ class LukeForEntitySpanQA(_Head):
     logits = jnp.where(valid, logits, jnp.finfo(jnp.float32).min)
     loss = None
     if labels is not None:
-      loss = candidate_bce(logits, labels, valid)
+      # The mean over the valid candidate slots of all rows (the padded slots' huge negative
+      # logits are dropped by `where`, never multiplied away, so they cannot turn into NaN).
+      loss_sum, weight = losses.sigmoid_cross_entropy_sums(logits, labels, valid)
+      loss = jnp.sum(loss_sum) / jnp.maximum(jnp.sum(weight), 1.0)
     return self.passthrough(outputs, logits=logits, loss=loss)
 
-
-def candidate_bce(logits: Array, labels: Array, valid: Array) -> Array:
-  """Mean BCE-with-logits over the `valid` candidate slots (all rows together)."""
-  loss_sum, weight = candidate_bce_sums(logits, labels, valid)
-  return jnp.sum(loss_sum) / jnp.maximum(jnp.sum(weight), 1.0)
-
-
-def candidate_bce_sums(logits: Array, labels: Array, valid: Array) -> tuple[Array, Array]:
-  """Per-row `(sum of BCE over valid slots, number of valid slots)`, float32 `[batch]`.
-
-  Padded slots are dropped with `where`, not multiplied away, so their (masked, huge negative)
-  logits can never turn into NaN or leak a gradient.
-  """
-  # `losses.binary_cross_entropy` averages over every element; ReCoRD averages over candidates.
-  per = optax.sigmoid_binary_cross_entropy(jnp.asarray(logits, jnp.float32),
-                                           jnp.asarray(labels, jnp.float32))
-  per = jnp.where(valid, per, 0.0)
-  return jnp.sum(per, axis=-1), jnp.sum(valid, axis=-1).astype(jnp.float32)

@@ -29,11 +29,11 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
 from luke_jax.finetune.task import DataError, Features, Task
 from luke_jax.finetune.tasks import classification_metrics, entity_inputs
+from luke_jax.models import losses
 
 # Open Entity's general types, in the sorted order the reference's label list has.
 GENERAL_TYPES = ("entity", "event", "group", "location", "object", "organization", "person",
@@ -191,10 +191,7 @@ class EntityTypingTask(Task):
   def loss(self, outputs, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """Per-row BCE summed over types, weighted by the type count: the trainer's ratio is then
     the reference's mean over every (row, type) entry."""
-    logits = jnp.asarray(outputs.logits, jnp.float32)
-    labels = jnp.asarray(batch["labels"], jnp.float32)
-    per_row = optax.sigmoid_binary_cross_entropy(logits, labels).sum(-1)
-    return per_row, jnp.full_like(per_row, logits.shape[-1])
+    return losses.sigmoid_cross_entropy_sums(outputs.logits, batch["labels"])
 
   def outputs(self, outputs) -> dict[str, jax.Array]:
     return {"logits": jnp.asarray(outputs.logits, jnp.float32)}

@@ -28,11 +28,11 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from luke_jax.finetune.task import DataError, Features, Task
 from luke_jax.finetune.tasks import ner_metric
 from luke_jax.finetune.tasks.ner_metric import Span
+from luke_jax.models import losses
 
 DOCSTART = "-DOCSTART-"
 OUTSIDE = "O"
@@ -220,12 +220,8 @@ class NerTask(Task):
   # ---- model ------------------------------------------------------------------------------
   def loss(self, outputs, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """Summed cross entropy over each row's real spans (label -1 = padding), and their count."""
-    logits = jnp.asarray(outputs.logits, jnp.float32)  # [batch, entities, labels]
-    labels = batch["labels"]
-    valid = labels >= 0
-    per_span = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
-    return (jnp.sum(jnp.where(valid, per_span, 0.0), axis=-1),
-            jnp.sum(valid, axis=-1).astype(jnp.float32))
+    labels = batch["labels"]  # [batch, entities]; logits [batch, entities, labels]
+    return losses.softmax_cross_entropy_sums(outputs.logits, labels, labels >= 0)
 
   def outputs(self, outputs) -> dict[str, jax.Array]:
     return {"logits": jnp.asarray(outputs.logits, jnp.float32)}

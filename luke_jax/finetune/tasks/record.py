@@ -41,7 +41,7 @@ import numpy as np
 
 from luke_jax.finetune.task import DataError, Features, Task
 from luke_jax.finetune.tasks import record_metric
-from luke_jax.models import span_qa
+from luke_jax.models import losses
 
 PLACEHOLDER = "@placeholder"
 Span = tuple[int, int]  # character [start, end)
@@ -243,7 +243,7 @@ class RecordTask(Task):
     """BCE summed over a row's real candidates; weight = their number (the reference's mean
     over the valid candidates of the batch, once the trainer divides the sums)."""
     valid = batch["entity_attention_mask"][:, 1:] > 0
-    return span_qa.candidate_bce_sums(outputs.logits, batch["labels"], valid)
+    return losses.sigmoid_cross_entropy_sums(outputs.logits, batch["labels"], valid)
 
   def outputs(self, outputs) -> dict[str, jax.Array]:
     return {"logits": jnp.asarray(outputs.logits, jnp.float32)}

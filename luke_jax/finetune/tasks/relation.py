@@ -26,10 +26,10 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from luke_jax.finetune.task import DataError, Features, Task
 from luke_jax.finetune.tasks import classification_metrics, entity_inputs
+from luke_jax.models import losses
 
 _INPUT_KEYS = ("input_ids", "attention_mask", "entity_ids", "entity_attention_mask",
                "entity_position_ids")
@@ -160,9 +160,7 @@ class RelationTask(Task):
 
   # ---- model ------------------------------------------------------------------------------
   def loss(self, outputs, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    logits = jnp.asarray(outputs.logits, jnp.float32)
-    per_row = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-    return per_row, jnp.ones_like(per_row)
+    return losses.softmax_cross_entropy_sums(outputs.logits, batch["labels"])
 
   def outputs(self, outputs) -> dict[str, jax.Array]:
     return {"logits": jnp.asarray(outputs.logits, jnp.float32)}

@@ -38,6 +38,7 @@ import numpy as np
 
 from luke_jax.finetune.task import DataError, Features, Task
 from luke_jax.finetune.tasks import mentions, squad_metric
+from luke_jax.models import losses
 
 
 @dataclasses.dataclass
@@ -282,13 +283,10 @@ class SquadTask(Task):
     return {"id2label": ((0, "LABEL_0"), (1, "LABEL_1"))}
 
   def loss(self, outputs, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    def nll(logits, target):  # logits [B, T], target [B]
-      logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-      return -jnp.take_along_axis(logp, target[:, None].astype(jnp.int32), axis=-1)[:, 0]
-
-    loss = (nll(outputs.start_logits, batch["start_positions"])
-            + nll(outputs.end_logits, batch["end_positions"])) / 2
-    return loss, jnp.ones_like(loss)
+    start, weight = losses.softmax_cross_entropy_sums(outputs.start_logits,
+                                                      batch["start_positions"])
+    end, _ = losses.softmax_cross_entropy_sums(outputs.end_logits, batch["end_positions"])
+    return (start + end) / 2, weight
 
   def outputs(self, outputs) -> dict[str, jax.Array]:
     return {"start_logits": outputs.start_logits.astype(jnp.float32),
