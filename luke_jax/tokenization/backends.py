@@ -393,7 +393,8 @@ class SentencePieces(WordPieces):
     # A batched call costs ~150 us before the first text, threads or not (measured); a few
     # texts go one by one (~5 us each).
     if len(texts) < 64:
-      return [self.processor.encode(t) for t in texts]
+      # Empty texts (pieces between equal cuts) are common and need no call.
+      return [self.processor.encode(t) if t else [] for t in texts]
     return self.processor.encode(texts)
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
