@@ -160,30 +160,35 @@ def encode(word_pieces, texts: Texts, cuts: Cuts, offsets: bool) -> tuple[Tokens
   plain = word_pieces.kind == "bpe" and word_pieces.is_plain(texts.joined)
   if offsets or plain or word_pieces.kind != "bpe":
     return _encode_pieces(word_pieces, texts, cuts.side, cuts.pos, offsets, plain)
-  whole = np.array([not word_pieces.is_plain(t) for t in texts.texts])
-
   num = len(texts.texts)
   cut_side, cut_pos = cuts.side, cuts.pos
-  # A cut inside a run of letters or digits never falls between pre-tokens: skip the attempt.
-  middle = np.flatnonzero((cut_pos > 0) & (cut_pos < texts.length[cut_side]) & whole[cut_side])
-  at = (texts.start[cut_side[middle]] + cut_pos[middle]).tolist()
-  joined = texts.joined
-  split = [joined[k - 1:k + 1].isalpha() or joined[k - 1:k + 1].isdigit() for k in at]
-  whole[cut_side[middle[np.array(split, bool)]]] = False
+  bounds = cut_side.searchsorted(np.arange(num + 1)).tolist() if num > 1 else [0, len(cut_pos)]
+  tried = {}  # side -> its cuts
+  for s, text in enumerate(texts.texts):
+    if not word_pieces.is_plain(text):
+      at = cut_pos[bounds[s]:bounds[s + 1]].tolist()
+      # A cut inside a run of letters or of digits never falls between pre-tokens.
+      if not any(0 < c < len(text) and ((p := text[c - 1:c + 1]).isalpha() or p.isdigit())
+                 for c in at):
+        tried[s] = at
+  done = {s: result for s, result in zip(tried, word_pieces.encode_whole(
+      [texts.texts[s] for s in tried], list(tried.values()))) if result is not None}
+  if not done:
+    return _encode_pieces(word_pieces, texts, cut_side, cut_pos, False)
+  whole_ids = [side_ids for side_ids, _ in done.values()]
+  if len(done) == num:
+    length = np.fromiter(map(len, whole_ids), _I64, num)
+    return (Tokens(np.fromiter(itertools.chain.from_iterable(whole_ids), _I64),
+                   length.cumsum() - length, length),
+            np.fromiter(itertools.chain.from_iterable(at for _, at in done.values()), _I64,
+                        len(cut_pos)))
+  whole = np.zeros(num, bool)
+  whole[list(done)] = True
   length = np.zeros(num, _I64)
   cut_tok = np.zeros(len(cut_pos), _I64)
-  whole_ids = []
-  sides = np.flatnonzero(whole)
-  bounds = np.searchsorted(cut_side, np.array([sides, sides + 1]))
-  cut_lists = [cut_pos[a:b].tolist() for a, b in bounds.T]
-  for s, (a, b), result in zip(sides.tolist(), bounds.T.tolist(), word_pieces.encode_whole(
-      [texts.texts[s] for s in sides], cut_lists)):
-    if result is None:
-      whole[s] = False
-    else:
-      whole_ids.append(result[0])
-      length[s] = len(result[0])
-      cut_tok[a:b] = result[1]
+  for s, (side_ids, at) in done.items():
+    length[s] = len(side_ids)
+    cut_tok[bounds[s]:bounds[s + 1]] = at
   # Every other side in pieces.
   rest = np.flatnonzero(~whole)
   rest_cut = ~whole[cut_side]
