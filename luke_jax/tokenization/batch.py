@@ -17,8 +17,9 @@ each step is a handful of numpy operations over the whole call, one example or t
 Only rows that truncate, and windows, take a short Python step each; everything else is flat.
 A numpy operation costs about a microsecond whatever its size, and a call of one example pays
 that for each: the steps keep their operations few (none of `np.unique`, `np.roll`,
-`np.stack`, whose Python wrappers cost several times that), and skip what the usual call does
-not need (sorting spans given in order, filtering entities no truncation dropped).
+`np.stack`, whose Python wrappers cost several times that), skip what the usual call does not
+need (sorting spans given in order, filtering entities no truncation dropped), and take the
+one-text form of a computation where it has one (a text's piece bounds, a row's word index).
 """
 
 from __future__ import annotations
@@ -246,8 +247,8 @@ def _encode_pieces(word_pieces, texts: Texts, cut_side: np.ndarray, cut_pos: np.
   # Token index at each cut: the tokens of the side's pieces before it.
   before = piece_len.cumsum() - piece_len
   if num == 1:
-    return Tokens(piece_ids, np.zeros(1, _I64), np.array([len(piece_ids)]), piece_offsets), \
-        before[1:]
+    return (Tokens(piece_ids, np.zeros(1, _I64), np.array([len(piece_ids)]), piece_offsets),
+            before[1:])
   side_start = before[first]
   cut_tok = before[at_cut] - side_start[cut_side]
   length = np.empty(num, _I64)
