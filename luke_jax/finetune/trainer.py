@@ -223,8 +223,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   Returns:
     A `FinetuneResult`.
   """
-  config = run_config.migrate(config)
-  run_config.check(config)
+  config = run_config.checked(config)
   workdir = Path(workdir)
   tc = config.train
   # ==== Everything that can be wrong with the inputs fails before any compilation ==========

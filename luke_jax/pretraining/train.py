@@ -195,8 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   Returns:
     A `TrainResult`.
   """
-  config = run_config.migrate(config)
-  run_config.check(config)
+  config = run_config.checked(config)
   workdir = Path(workdir)
   tc = config.train
   if tc.steps < 1:
@@ -273,14 +272,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
           workdir, total_steps=tc.steps, log_every=tc.log_every, ratios=RATIOS,
           tokens_per_step=tc.batch_size * masking_config.max_seq_length,
           flops_per_step=flops, devices=list(mesh.devices.flat))
-      global_shapes = {k: (tc.batch_size,) + shape
-                       for k, shape in masking_config.output_shapes().items()}
 
       def next_batch(step: int):
         del step  # the pipeline's own position, restored with the state, says which batch
-        host = next(pipeline)
-        return {k: jax.make_array_from_process_local_data(batch_sharding, v, global_shapes[k])
-                for k, v in host.items() if k not in HOST_ONLY_KEYS}
+        host = {k: v for k, v in next(pipeline).items() if k not in HOST_ONLY_KEYS}
+        return batches.to_global(host, batch_sharding, tc.batch_size)
 
       # ==== Train ========================================================================
       with Preemption(mngr, preemption, stop_after) as stop:

@@ -98,6 +98,13 @@ def rewrite_flags(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def checked(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` migrated to this release's names and checked: what a run starts from."""
+  config = migrate(config)
+  check(config)
+  return config
+
+
 def check(config: ml_collections.ConfigDict) -> None:
   """The shared settings' own rules, checked before any work; errors name the setting."""
   t = config.train
