@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-luke-jax
 
-.PHONY: install samples demo convert-demo test bench clean
+.PHONY: install samples demo convert-demo test test-fast bench clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ convert-demo: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP) samples
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The quick tier while editing: everything but the tests marked slow (end-to-end runs, large
+# shapes); CI and `make test` run them all.
+test-fast: $(STAMP) samples
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py

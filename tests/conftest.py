@@ -252,6 +252,15 @@ def wiki_dump():
   return WIKI_SAMPLE
 
 
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory, wiki_dump):
+  """A pretraining dataset of the sample's first 20 documents (~20 examples, enough for batches
+  of 4), built once per session (per worker) for every pretraining test module."""
+  return pretrain_demo().build_dataset(tmp_path_factory.mktemp("train_data"), dump=wiki_dump,
+                                       vocab_size=1000, entity_vocab_size=200, max_documents=20,
+                                       workers=1)
+
+
 # -- fine-tuning: a tiny random LUKE saved as a luke-jax checkpoint with a real BPE tokenizer --
 
 

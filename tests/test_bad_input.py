@@ -91,6 +91,7 @@ def test_truncated_safetensors(tmp_path, good):
   assert header[name]["data_offsets"][1] > len(blob) // 2 - 8 - header_len
 
 
+@pytest.mark.slow
 def test_truncated_pytorch_bin_cli(tmp_path, good, reference):
   """Through the command line: exit status 1, one readable line, no traceback."""
   import torch

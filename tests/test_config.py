@@ -72,6 +72,7 @@ def _count(arch, cfg):
 @pytest.mark.parametrize("name,millions", [("luke-base", 253), ("luke-large", 484),
                                            ("luke-base-lite", 125), ("luke-large-lite", 356),
                                            ("mluke-base", 586), ("mluke-large", 868)])
+@pytest.mark.slow
 def test_presets_have_the_released_sizes(name, millions):
   cfg = PRESETS[name]
   count = _count("LukeModel", preset(name, use_entity_aware_attention=False))

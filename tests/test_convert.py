@@ -215,6 +215,7 @@ def inputs_with_new_rows(config: dict) -> dict:
   return inputs
 
 
+@pytest.mark.slow
 def test_original_archive_matches_reference_converter(tmp_path):
   state = original_state_dict()
   src = write_original_archive(tmp_path / "archive", state)
@@ -269,6 +270,7 @@ def test_original_jsonl_deepspeed_archive_to_hf(tmp_path):
 # RoBERTa -> LUKE initialisation (reference section C.8)
 
 
+@pytest.mark.slow
 def test_roberta_initialisation(tmp_path):
   import torch
   import transformers
@@ -353,6 +355,7 @@ def test_base_checkpoint_into_new_head(tmp_path):
 # Command line
 
 
+@pytest.mark.slow
 def test_cli_hf_to_flax_and_back(tmp_path):
   config = CONFIGS["projected_eaa"]
   reference = randomise(torch_model("LukeForEntityPairClassification", **config))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from luke_jax.data import dataset
 from luke_jax.data.masking import MaskingConfig, word_start_table
@@ -20,6 +21,7 @@ def _run(*args):
   return proc.stdout
 
 
+@pytest.mark.slow
 def test_dump_to_masked_batches(wiki_dump, tmp_path):
   tokdir, vocab, out = tmp_path / "tokenizer", tmp_path / "entity_vocab.jsonl", tmp_path / "ds"
   _run("luke_jax.data.train_sentencepiece", f"--dump={wiki_dump}", f"--output_dir={tokdir}",

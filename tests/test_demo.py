@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "convert_demo.py"
 

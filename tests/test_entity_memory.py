@@ -41,6 +41,7 @@ def load_bench():
   return module
 
 
+@pytest.mark.slow
 def test_entity_vocabulary_costs_its_table_not_logits():
   bench = load_bench()
   # A table far larger than the step's activations, so that no table-sized temporary can hide in

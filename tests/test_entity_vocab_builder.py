@@ -90,6 +90,7 @@ def test_save_is_atomic_and_loads(tmp_path, tiny_counts):
 
 
 # -- real sample -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sample_vocab(tmp_path, sample_counts):
   stats = sample_counts.stats
   assert (stats.pages, stats.articles, stats.redirects, stats.links) == (206, 106, 99, 22649)

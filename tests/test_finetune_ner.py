@@ -263,6 +263,7 @@ def test_long_sentence_is_cut_at_words_and_spans_chunked(tmp_path, tokenizer):
 
 # ---- model, loss, decoding ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_head_loss_is_mean_cross_entropy_over_real_spans(tmp_path, tokenizer, finetune_base):
   from luke_jax import checkpoint
   from luke_jax.models import losses, registry
@@ -366,6 +367,7 @@ def conll_documents(rng, documents, sentences):
   return "\n".join(out) + "\n"
 
 
+@pytest.mark.slow
 def test_finetune_end_to_end(tmp_path, finetune_base, fast_compile):
   from luke_jax.finetune import trainer
   rng = random.Random(0)

@@ -78,6 +78,7 @@ def qa_params():
   return jax.jit(lambda key: registry.init_params(ARCH, CFG, key))(jax.random.PRNGKey(0))
 
 
+@pytest.mark.slow
 def test_head_matches_numpy_on_the_same_parameters(qa_params):
   params = qa_params
   rng = np.random.RandomState(0)
@@ -113,6 +114,7 @@ def test_head_matches_numpy_on_the_same_parameters(qa_params):
   assert not np.allclose(train_logits, out.logits)  # dropout only when not deterministic
 
 
+@pytest.mark.slow
 def test_head_is_registered_and_round_trips_a_checkpoint(tmp_path, qa_params):
   params = qa_params
   assert set(params) == {"luke", "classifier"}
@@ -302,6 +304,7 @@ def _toy_records(n, seed):
   return out
 
 
+@pytest.mark.slow
 def test_finetune_end_to_end(tmp_path, finetune_base, fast_compile):
   config = finetune_config("record")
   config.data.update(dict(

@@ -215,6 +215,7 @@ def test_long_sentences_lose_context_not_entities(task, luke_dir, tmp_path):
 
 # ---- loss, decoding, predictions -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_loss_matches_softmax_ce_and_the_head(task, finetune_base, tmp_path):
   examples = task.read(_write(tmp_path / "train.json", RECORDS), "train")
   labels = task.labels(examples)
@@ -278,6 +279,7 @@ def _synthetic(path, n, seed):
   return str(_write(path, records))
 
 
+@pytest.mark.slow
 def test_finetune_end_to_end(finetune_base, tmp_path):
   from luke_jax.finetune import trainer
   config = finetune_config("tacred")

@@ -248,6 +248,7 @@ def test_decode_uses_max_context_window(luke_dir, tmp_path):
 
 # ---- head -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_head_apply_and_loss(luke_dir, finetune_base):
   import jax
   from luke_jax import checkpoint
@@ -305,6 +306,7 @@ def test_config_paper_settings_and_frozen_entity_table():
 
 # ---- end to end -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_finetune_end_to_end(finetune_base, tmp_path, fast_compile):
 
   short = [("Beyoncé was born in Houston in 1981.", "Where was Beyoncé born?", "Houston"),

@@ -11,6 +11,8 @@ from luke_jax.finetune import batching, tasks, trainer
 from luke_jax.finetune.config import base_config
 from luke_jax.finetune.task import DataError, Features, Task
 
+pytestmark = pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` does not
+
 
 class SentimentTask(Task):
   """JSONL `{"text", "span": [start, end], "label"}`: classify the marked entity's sentiment."""

@@ -188,6 +188,7 @@ def test_features_equal_transformers_tokenizer(task, luke_dir, tmp_path):
 
 # ---- loss, decoding, predictions -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_loss_is_bce_mean_over_all_entries(task, finetune_base, tmp_path):
   examples = task.read(_write_jsonl(tmp_path / "train.json", CROWD), "train")
   labels = task.labels(examples)
@@ -252,6 +253,7 @@ def _synthetic(path, n, seed):
   return str(_write_jsonl(path, records))
 
 
+@pytest.mark.slow
 def test_finetune_end_to_end(finetune_base, tmp_path):
   from luke_jax.finetune import trainer
   config = finetune_config("open_entity")

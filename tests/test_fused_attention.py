@@ -125,6 +125,7 @@ def test_doubled_heads_reproduce_every_block():
   _close(scores[:, :, WORDS:, WORDS:], block(queries["e2e"], key[:, WORDS:]), 1e-6, "e2e")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eaa", [True, False])
 def test_model_outputs_do_not_depend_on_attention_impl(eaa):
   """Whole model, eval and train mode (same dropout draws), with and without entities."""
@@ -168,6 +169,7 @@ def test_attention_impl_is_validated():
     attention.fused_attention(queries, key, value, mask, WORDS, implementation="splash")
 
 
+@pytest.mark.slow
 def test_pretraining_step_traces_once(monkeypatch):
   """Three steps on different batches of one shape: one trace, so no recompilation."""
   cfg = preset("tiny", use_entity_aware_attention=False)

@@ -36,6 +36,7 @@ def test_every_parameter_has_logical_axes(arch, scan):
     assert any(leaf.names[0] == "layers" for leaf in leaves)
 
 
+@pytest.mark.slow
 def test_scan_equals_loop():
   params = registry.init_params("LukeForMaskedLM", CFG, jax.random.PRNGKey(0))
   loop_model = registry.build("LukeForMaskedLM", CFG)
@@ -51,6 +52,7 @@ def test_scan_equals_loop():
   assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), params, back))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params_and_statistics():
   cfg = CFG.replace(dtype="bfloat16")
   params = registry.init_params("LukeForMaskedLM", cfg, jax.random.PRNGKey(0))
@@ -64,6 +66,7 @@ def test_bfloat16_compute_keeps_float32_params_and_statistics():
   np.testing.assert_allclose(np.asarray(out16.logits, np.float32), out32.logits, atol=0.1)
 
 
+@pytest.mark.slow
 def test_dropout_is_active_only_when_not_deterministic():
   model = registry.build("LukeModel", CFG)
   params = registry.init_params("LukeModel", CFG, jax.random.PRNGKey(0))
@@ -79,6 +82,7 @@ def test_dropout_is_active_only_when_not_deterministic():
   assert not np.allclose(train_a, eval_a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["minimal", "full"])
 def test_remat_changes_memory_not_numbers(policy):
   params = registry.init_params("LukeForMaskedLM", CFG, jax.random.PRNGKey(0))
@@ -121,6 +125,7 @@ def test_entity_aware_attention_with_equal_queries_is_plain_attention():
   assert not np.allclose(other[:, words:], aware[:, words:])
 
 
+@pytest.mark.slow
 def test_sharded_init_and_forward_on_8_devices():
   """Parameters initialise straight into their shardings and give the unsharded numbers."""
   assert jax.device_count() == 8, "conftest forces 8 CPU devices"

@@ -21,15 +21,18 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 import luke_jax
 from luke_jax import checkpoint as luke_checkpoint
 from luke_jax.models import registry
+from luke_jax.pretraining import train
 from luke_jax.tokenization.entity_vocab import EntityVocab
 from luke_jax.tokenization.tokenizer import LukeTokenizer
-from luke_jax.pretraining import train
 # The tiny dataset, its config and the fast-compile setting are test_train's.
-from test_train import _fast_compiles, dataset_dir, flat, make_config  # noqa: F401
+from test_train import _fast_compiles, flat, make_config  # noqa: F401
+
+pytestmark = pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` does not
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3

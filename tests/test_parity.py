@@ -27,7 +27,10 @@ def _assert_match(ref, got):
     assert diff <= TOL, f"{name}: max |diff| {diff:.3g} > {TOL}"
 
 
-@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+# The quick tier (`make test-fast`) checks every head on one configuration; `make test` on all.
+@pytest.mark.parametrize("config_name", [
+    name if name == "projected_eaa" else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(CONFIGS)])
 @pytest.mark.parametrize("arch", ALL_HEADS)
 def test_head_parity(tmp_path, config_name, arch):
   config = CONFIGS[config_name]
@@ -88,6 +91,7 @@ def test_inputs_embeds_matches_reference(tmp_path):
   _assert_match(ref, got)
 
 
+@pytest.mark.slow
 def test_untied_and_tied_lm_decoder(tmp_path):
   """transformers 5 leaves `lm_head.decoder` untied; a tied (released) checkpoint also loads."""
   import torch

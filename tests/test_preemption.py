@@ -16,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from luke_jax.pretraining import train
 # The tiny dataset, its config and the fast-compile setting are test_train's.
-from test_train import _fast_compiles, dataset_dir, flat, make_config  # noqa: F401
+from test_train import _fast_compiles, flat, make_config  # noqa: F401
+
+pytestmark = pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` does not
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300

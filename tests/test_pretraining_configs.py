@@ -13,9 +13,11 @@ import pytest
 
 from conftest import load_config
 from luke_jax.pretraining import train
-from test_train import _fast_compiles, dataset_dir  # noqa: F401
+from test_train import _fast_compiles  # noqa: F401
 
-TINY_MODEL = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+pytestmark = pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` does not
+
+TINY_MODEL = dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
                   intermediate_size=37, entity_emb_size=16, max_position_embeddings=130)
 
 

@@ -54,6 +54,7 @@ def _check_examples(examples, pages, tokenizer, vocab, max_mention_length):
       assert eid != vocab.pad_id and eid != vocab.mask_id
 
 
+@pytest.mark.slow
 def test_examples_decode_to_their_anchors(corpus, luke_dir):
   pages, redirects, vocab, _ = corpus
   tokenizer = LukeTokenizer.from_pretrained(luke_dir)
@@ -68,6 +69,7 @@ def test_examples_decode_to_their_anchors(corpus, luke_dir):
   assert any(vocab.unk_id in ex["entity_ids"] for ex in unk_examples)
 
 
+@pytest.mark.slow
 def test_dataset_build_read_and_resume(corpus, luke_dir, wiki_dump, tmp_path, monkeypatch):
   pages, _, vocab, vocab_path = corpus
   out = tmp_path / "dataset"

@@ -6,10 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import luke_jax
 from luke_jax.finetune.tasks.ner import NerTask
 from luke_jax.tokenization.tokenizer import LukeTokenizer
+
+pytestmark = pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` does not
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SENTENCES = [

@@ -8,9 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import load_config, pretrain_demo
+from conftest import load_config
 from luke_jax.pretraining import train
 from luke_jax.training import checkpointing, metrics, preemption
+
+pytestmark = pytest.mark.slow  # end to end: `make test` runs it, `make test-fast` does not
 
 ENTITY_PREFIXES = ("luke/entity_embeddings/", "entity_predictions/")
 
@@ -22,14 +24,6 @@ def _fast_compiles():
   jax.config.update("jax_disable_most_optimizations", True)
   yield
   jax.config.update("jax_disable_most_optimizations", previous)
-
-
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory, wiki_dump):
-  # 20 documents give ~20 examples: enough for batches of 4, built once for the module.
-  return pretrain_demo().build_dataset(tmp_path_factory.mktemp("train_data"), dump=wiki_dump,
-                                     vocab_size=1000, entity_vocab_size=200, max_documents=20,
-                                     workers=1)
 
 
 def make_config(dataset_dir, **train):
@@ -57,7 +51,6 @@ def test_one_device_equals_2x2x2_mesh(dataset_dir, tmp_path):
                              atol=1e-5, rtol=0)
 
 
-@pytest.mark.slow
 def test_resume_is_bitwise(dataset_dir, tmp_path):
   straight = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
   stopped = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "resumed",
@@ -80,7 +73,6 @@ def test_sigterm_flag_saves_and_stops(dataset_dir, tmp_path):
   assert (tmp_path / "checkpoints" / "0").is_dir()
 
 
-@pytest.mark.slow
 def test_stage1_freezes_everything_but_entities(dataset_dir, tmp_path):
   init = train.train_and_evaluate(make_config(dataset_dir, steps=2, stage=1), tmp_path / "init",
                                  stop_after=0)  # stops before the first update: initial params

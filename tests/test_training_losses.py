@@ -187,6 +187,7 @@ def test_pretraining_losses_equal_masked_lm(tie):
   assert float(got["mlm_weight"]) == 11 and float(got["mep_weight"]) == 7
 
 
+@pytest.mark.slow
 def test_pretraining_model_gradients_and_dropout():
   cfg = _tiny(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
   params = _random_params(cfg, seed=2)
@@ -208,6 +209,7 @@ def test_pretraining_model_gradients_and_dropout():
   assert norms["luke/pooler/dense/kernel"] == 0
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_gives_float32_metrics():
   cfg = _tiny(dtype="bfloat16")
   params = _random_params(cfg)

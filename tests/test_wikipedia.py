@@ -222,6 +222,7 @@ def test_page_that_fails_to_convert_is_counted_and_skipped(tiny_dump, monkeypatc
 
 
 # -- the real sample -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_sample_counts(sample):
   pages, stats = sample
   assert (stats.pages, stats.articles, stats.redirects, stats.skipped_namespace) == (206, 106,
