@@ -197,4 +197,4 @@ def test_mesh_errors_name_the_setting():
 
 
 def test_eta_does_not_wrap_after_a_day():
-  assert metrics._duration(3 * 86400 + 61) == "72:01:01"  # pylint: disable=protected-access
+  assert metrics.format_duration(3 * 86400 + 61) == "72:01:01"

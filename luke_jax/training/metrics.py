@@ -59,7 +59,7 @@ def flops_per_example(config: LukeConfig, params, seq_len: int, entity_len: int,
   return float(dense + attention + heads)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
   """`h:mm:ss`, hours unbounded (a week-long run shows 168:00:00)."""
   if not math.isfinite(seconds):
     return "n/a"
@@ -175,7 +175,7 @@ class MetricWriter:
       parts.append(f"{out['tokens_per_s']:.0f} tokens/s")
     if "mfu" in out:
       parts.append(f"MFU {out['mfu']:.1%}")
-    parts.append(f"ETA {_duration(eta)}")
+    parts.append(f"ETA {format_duration(eta)}")
     line = "  ".join(parts)
     if jax.process_index() == 0:
       print(line, flush=True)  # the console is the user interface; absl logs may be filtered
