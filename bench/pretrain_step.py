@@ -27,11 +27,12 @@ device's dense peak: known for accelerators, `--peak_tflops` for a CPU (e.g. 2 c
 (`luke_jax.pretraining.train`) on `configs/pretrain_tiny.py`, with a dataset built once from the
 Wikipedia sample under `--data_dir`: two runs of `--loop_steps` S and 6S steps give the loop's
 wall time per step (their difference cancels setup, compilation and the final save); the loop's
-own jitted step, called S times back to back on one batch (dispatch overlapped, no host work
-in between), gives the step's time. The difference is the host work per step that does not
-overlap the device (batch assembly, metric fetches, checkpoint bookkeeping, logging):
+own jitted step, called S times on one batch and waited for each time, gives the step's time
+(median). The difference is the host work per step that does not overlap the device (batch
+assembly, metric fetches, checkpoint bookkeeping, logging); a loop that overlaps it shows
+about 0:
 
-  python bench/pretrain_step.py --loop [--loop_steps 20] [--batch 16] [--repeats 3]
+  python bench/pretrain_step.py --loop [--loop_steps 20] [--loop_batch 16] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def parse() -> argparse.Namespace:
   parser.add_argument("--loop", action="store_true",
                       help="host overhead per step of the tiny pretraining loop (see above)")
   parser.add_argument("--loop_steps", type=int, default=20)
+  parser.add_argument("--loop_batch", type=int, default=16, help="--loop: global batch size")
   parser.add_argument("--log_every", type=int, default=25, help="--loop: console lines")
   parser.add_argument("--data_dir", default=str(Path(tempfile.gettempdir()) / "luke_jax_bench"))
   return common.parse_args(parser, batch=2, layers=2, entity_vocab=20_000)
@@ -104,8 +106,9 @@ def build_theirs(cfg, batch):
 
 @contextlib.contextmanager
 def _timing_the_step(times: list[float], calls: int, at: int = 3):
-  """Wraps the loop's jitted step: at the loop's `at`-th step, it runs `calls` times back to
-  back on that batch first, timed (the state it returns is the loop's from then on)."""
+  """Wraps the loop's jitted step: at the loop's `at`-th step, it first runs `calls` times on
+  that batch, each call waited for, and records the median (the state it returns is the loop's
+  from then on)."""
   import jax
   from luke_jax.training import steps
   original = steps.make_train_step
@@ -118,11 +121,12 @@ def _timing_the_step(times: list[float], calls: int, at: int = 3):
       count[0] += 1
       if count[0] == at:
         jax.block_until_ready(state)
-        start = time.perf_counter()
+        each = []
         for _ in range(calls):
-          state, _ = step(state, batch)
-        jax.block_until_ready(state)
-        times.append((time.perf_counter() - start) / calls)
+          start = time.perf_counter()
+          state = jax.block_until_ready(step(state, batch))[0]
+          each.append(time.perf_counter() - start)
+        times.append(common.median(each))
       return step(state, batch)
     return wrapped
 
@@ -149,7 +153,7 @@ def loop_overhead(args) -> None:
     config = demo.tiny_config()
     config.data.dataset_dir = str(dataset_dir)
     config.optim.warmup_steps = 1
-    config.train.update(steps=steps, batch_size=args.batch, log_every=args.log_every,
+    config.train.update(steps=steps, batch_size=args.loop_batch, log_every=args.log_every,
                         ckpt_every=10 ** 9, export=False)
     config.mesh = (("data", 1), ("fsdp", 1), ("tensor", 1))
     start = time.perf_counter()
@@ -174,7 +178,7 @@ def loop_overhead(args) -> None:
                 f"{(median(0) - median(1)) * 1e3:.2f}",
                 f"{(median(0) - median(1)) / median(0):.0%}"])
   common.print_table(
-      f"Pretraining loop, configs/pretrain_tiny.py, batch {args.batch}, log_every "
+      f"Pretraining loop, configs/pretrain_tiny.py, batch {args.loop_batch}, log_every "
       f"{args.log_every}, {jax.devices()[0].device_kind}; one row per repeat",
       ["loop ms/step", "step alone ms", "host overhead ms/step", "overhead share"], table)
 
