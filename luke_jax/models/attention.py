@@ -30,10 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from luke_jax.models import dropout as dropout_lib
-from luke_jax.models import layers
+from luke_jax.models import layers, matmul
 
 Array = jax.Array
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 # Dtypes cuDNN's flash attention accepts.
 _KERNEL_DTYPES = (jnp.bfloat16, jnp.float16)
@@ -47,8 +46,7 @@ def attention_bias(mask: Array) -> Array:
 
 def _scores(q: Array, k: Array) -> Array:
   # q: [batch, q_len, heads, head_dim], k: [batch, k_len, heads, head_dim]
-  return jnp.einsum("bqhd,bkhd->bhqk", q, k, precision=_HIGHEST,
-                    preferred_element_type=jnp.float32)
+  return matmul.einsum_f32("bqhd,bkhd->bhqk", q, k)
 
 
 def _softmax_dropout_values(scores: Array, value: Array, bias: Array | None, head_dim: int,
@@ -69,7 +67,7 @@ def _softmax_dropout_values(scores: Array, value: Array, bias: Array | None, hea
   else:
     probs_used = probs
   context = jnp.einsum("bhqk,bkhd->bqhd", jnp.asarray(probs_used, value.dtype), value,
-                       precision=_HIGHEST)
+                       precision=matmul.precision(value.dtype))
   return context, probs
 
 
@@ -271,6 +269,13 @@ class LukeSelfAttention(nn.Module):
       rng = self.make_rng("dropout")
     dropout = dict(dropout_rate=cfg.attention_probs_dropout_prob, dropout_rng=rng,
                    deterministic=self.deterministic)
+    if cfg.attention_impl == "splash":
+      if rng is not None or self.output_attentions:
+        raise ValueError("attention_impl='splash' has no attention dropout and no attention "
+                         "probabilities: set model.attention_probs_dropout_prob=0 (training) "
+                         "and output_attentions=False, or use attention_impl='fused'")
+      from luke_jax.models import splash  # pylint: disable=g-import-not-at-top
+      return splash.splash_attention(queries, key, value, mask, self.num_words), None
     if cfg.attention_impl == "unfused":
       bias = None if mask is None else attention_bias(mask)
       context, probs = entity_aware_attention(queries, key, value, bias, self.num_words,

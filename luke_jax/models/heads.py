@@ -12,7 +12,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from luke_jax.models import layers, losses
+from luke_jax.models import layers, losses, matmul
 from luke_jax.models.config import LukeConfig
 from luke_jax.models.luke import LukeModel, LukeModelOutput, _dense, _layer_norm
 
@@ -134,7 +134,7 @@ class EntityPredictionHead(nn.Module):
 def _decode(features: Array, table: Array, bias: Array, dtype) -> Array:
   """Logits against every row of `table` [V, D], plus the bias."""
   logits = jnp.einsum("...d,vd->...v", features, jnp.asarray(table, dtype),
-                      precision=jax.lax.Precision.HIGHEST)
+                      precision=matmul.precision(dtype))
   return logits + jnp.asarray(bias, dtype)
 
 

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from luke_jax.models import matmul
+
 Array = jax.Array
 
 
@@ -48,7 +50,7 @@ class DenseGeneral(nn.Module):
     # [..., in...] x [in..., out...] -> [..., out...]
     y = jax.lax.dot_general(jnp.asarray(x, self.dtype), jnp.asarray(kernel, self.dtype),
                             ((axes, tuple(range(len(axes)))), ((), ())),
-                            precision=jax.lax.Precision.HIGHEST)
+                            precision=matmul.precision(self.dtype))
     if self.use_bias:
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros,
                                                              self.kernel_axes[-len(features):]),
@@ -93,7 +95,7 @@ class Embed(nn.Module):
     """`x @ table.T`: scores against every row, as a tied output decoder does."""
     table = jnp.asarray(self.embedding, self.dtype)
     return jnp.einsum("...d,vd->...v", jnp.asarray(x, self.dtype), table,
-                      precision=jax.lax.Precision.HIGHEST)
+                      precision=matmul.precision(self.dtype))
 
 
 class LayerNorm(nn.Module):

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from luke_jax.models import matmul
+
 Array = jax.Array
 
 
@@ -113,7 +115,7 @@ def sigmoid_cross_entropy_sums(logits: Array, labels: Array, valid: Array | None
 
 def chunked_softmax_cross_entropy(
     features: Array, table: Array, bias: Array, labels: Array, weights: Array,
-    chunk_size: int, *, precision: jax.lax.Precision | None = jax.lax.Precision.HIGHEST,
+    chunk_size: int, *, precision: jax.lax.Precision | None = None,
 ) -> tuple[Array, Array, Array]:
   """Weighted softmax cross entropy of `features @ table.T + bias`, one vocabulary chunk at a time.
 
@@ -135,7 +137,8 @@ def chunked_softmax_cross_entropy(
     labels: `[N]` int label ids in `[0, V)`.
     weights: `[N]` per-position weights (0 for padding slots).
     chunk_size: vocabulary rows per chunk; clipped to V.
-    precision: matmul precision (HIGHEST, as the model heads, keeps float32 parity on GPU).
+    precision: matmul precision; None follows the features' dtype (`matmul.precision`:
+      HIGHEST in float32, for parity; DEFAULT in bf16).
 
   Returns:
     `(loss_sum, correct_sum, weight_sum)`, float32 scalars: `sum(w * CE)`, `sum(w * [argmax ==
@@ -162,8 +165,7 @@ def chunked_softmax_cross_entropy(
     start = jnp.minimum(first, vocab - chunk)  # last chunk overlaps the previous one
     rows = jax.lax.dynamic_slice_in_dim(table, start, chunk, axis=0)
     b = jax.lax.dynamic_slice_in_dim(bias, start, chunk, axis=0)
-    logits = jnp.einsum("nd,cd->nc", features, rows.astype(compute_dtype),
-                        precision=precision, preferred_element_type=jnp.float32)
+    logits = matmul.einsum_f32("nd,cd->nc", features, rows.astype(compute_dtype), precision)
     logits = logits + b.astype(jnp.float32)
     col_ids = start + cols
     logits = jnp.where((col_ids >= first)[None, :], logits, -jnp.inf)
