@@ -18,7 +18,8 @@ PEAK_FLOPS = (
     ("H200", 989e12), ("H100", 989e12), ("GH200", 989e12), ("B200", 2250e12),
     ("A100", 312e12), ("L4", 121e12), ("A10G", 70e12), ("V100", 125e12),
     ("TPU v6", 918e12), ("TPU v5p", 459e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12),
-    ("TPU v4", 275e12), ("TPU v3", 123e12),
+    # libtpu names a v5p chip "TPU v5" (after the lite entries, which also contain it).
+    ("TPU v5", 459e12), ("TPU v4", 275e12), ("TPU v3", 123e12),
 )
 
 
