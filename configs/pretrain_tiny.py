@@ -18,7 +18,7 @@ def get_config(arg: str | None = None):
   # Plain attention, as in the full recipe (configs/pretrain.py).
   config = base_config(
       preset("tiny", vocab_size=0, entity_vocab_size=0, max_position_embeddings=130,
-             use_entity_aware_attention=False),
+             use_entity_aware_attention=False), preset="tiny",
       max_seq_length=128, max_entity_length=16, max_mention_length=8, num_workers=0)
   config.optim.update(learning_rate=2e-3, warmup_steps=20, max_grad_norm=1.0)
   config.train.update(steps=300, batch_size=16, log_every=25, ckpt_every=100, keep_ckpts=2)

@@ -63,7 +63,7 @@ class FinetuneResult:
 # ---- setup ---------------------------------------------------------------------------------
 
 
-def _model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def model_overrides(config: ml_collections.ConfigDict) -> dict[str, Any]:
   fields = {f.name for f in dataclasses.fields(LukeConfig)}
   unknown = sorted(set(config.model.keys()) - fields)
   if unknown:
@@ -144,13 +144,13 @@ class TaskObjective(steps.Objective):
     return jnp.where(sums["weight"] > 0, sums["weight"], 1.0)
 
 
-class _Runner:
+class Runner:
   """The model, mesh and jitted functions of one run (training or prediction)."""
 
   def __init__(self, config: ml_collections.ConfigDict, task: Task, module: nn.Module,
-               example_batch: dict[str, np.ndarray]):
+               example_batch: dict[str, np.ndarray], devices=None):
     self.config, self.task, self.module = config, task, module
-    self.mesh = sharding.create_mesh(config.mesh)
+    self.mesh = sharding.create_mesh(config.mesh, devices)
     self.rules = tuple(tuple(r) for r in config.sharding.rules)
     self.batch_sharding = sharding.batch_sharding(self.mesh, self.rules)
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -178,23 +178,55 @@ class _Runner:
     return batches.to_global(batching.gather(arrays, rows, keys, block), self.batch_sharding,
                              len(rows))
 
-  def outputs(self, params, features: Features, batch_size: int) -> dict[str, np.ndarray]:
-    """`task.outputs` for every feature row, stacked in row order."""
+  def eval_step(self):
+    """The jitted evaluation step: (params, batch) -> the task's per-row outputs."""
     if self._eval is None:
       fn = lambda p, b: self.task.outputs(_apply(self.module, self.task, p, b, True))
       self._eval = jax.jit(fn, out_shardings=self.replicated)
+    return self._eval
+
+  def outputs(self, params, features: Features, batch_size: int) -> dict[str, np.ndarray]:
+    """`task.outputs` for every feature row, stacked in row order."""
     keys = tuple(self.task.input_keys)
     chunks: dict[str, list[np.ndarray]] = {}
+    eval_step = self.eval_step()
     with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
       for rows in batching.eval_batches(len(features), batch_size):
-        out = jax.device_get(self._eval(params, self.batch(features.arrays, rows, keys)))
+        out = jax.device_get(eval_step(params, self.batch(features.arrays, rows, keys)))
         real = rows >= 0
         for k, v in out.items():
           chunks.setdefault(k, []).append(np.asarray(v)[real])
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
-def _evaluate(runner: _Runner, params, examples, features: Features, labels, batch_size: int):
+@dataclasses.dataclass
+class StepParts:
+  """What the run's train step is made of (also what `luke_jax.aot` compiles)."""
+
+  tx: Any
+  abstract: TrainState    # shapes of the state
+  shardings: TrainState   # NamedShardings of the state
+  train_step: Any         # jitted (state, batch) -> (state, metrics), state donated
+
+
+def make_step(config: ml_collections.ConfigDict, runner: Runner, total_steps: int) -> StepParts:
+  """The optimizer, state layout and jitted train step of a fine-tuning run.
+
+  Raises:
+    ValueError: if `config.train.batch_size` does not split over the mesh and accumulation.
+  """
+  tc = config.train
+  batches.check_batch_size(tc.batch_size, tc.grad_accum_steps, runner.batch_sharding)
+  tx = optim.make_optimizer(config.optim, nn.unbox(runner.boxed), total_steps)
+  abstract = state_lib.abstract_state(runner.boxed, tx)
+  shardings = state_lib.state_shardings(runner.boxed, abstract.opt_state, runner.mesh,
+                                        runner.rules)
+  train_step = steps.make_train_step(TaskObjective(runner.module, runner.task), tx,
+                                     tc.grad_accum_steps, shardings, runner.batch_sharding)
+  return StepParts(tx, abstract, shardings, train_step)
+
+
+def _evaluate(runner: Runner, params, examples, features: Features, labels, batch_size: int):
   outputs = runner.outputs(params, features, batch_size)
   predictions = runner.task.decode(examples, features, outputs, labels)
   return predictions, {k: float(v) for k, v in runner.task.evaluate(examples, predictions).items()}
@@ -242,11 +274,10 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   features = {split: task.featurize(ex, labels, split) for split, ex in examples.items()}
   if not len(features["train"]):
     raise ValueError(f"{files['train']}: no training features")
-  model_config = base_config.replace(**_model_overrides(config), **task.head_config(labels))
+  model_config = base_config.replace(**model_overrides(config), **task.head_config(labels))
   module = registry.build(task.architecture, model_config)
 
-  runner = _Runner(config, task, module, features["train"].arrays)
-  batches.check_batch_size(tc.batch_size, tc.grad_accum_steps, runner.batch_sharding)
+  runner = Runner(config, task, module, features["train"].arrays)
   eval_batch = _round_up(tc.eval_batch_size, runner.shards * jax.process_count())
   per_epoch = batching.steps_per_epoch(len(features["train"]), tc.batch_size)
   total = tc.num_epochs * per_epoch
@@ -257,10 +288,8 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   keys = tuple(task.input_keys) + tuple(task.target_keys)
 
   # ==== Parameters, optimizer, shardings ===================================================
-  tx = optim.make_optimizer(config.optim, nn.unbox(runner.boxed), total)
-  abstract = state_lib.abstract_state(runner.boxed, tx)
-  shardings = state_lib.state_shardings(runner.boxed, abstract.opt_state, runner.mesh,
-                                        runner.rules)
+  parts = make_step(config, runner, total)
+  tx, abstract, shardings = parts.tx, parts.abstract, parts.shardings
   mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
   writer = None
   best_dir = workdir / "best"
@@ -277,8 +306,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
       best = json.loads((best_dir / BEST_STATE_FILE).read_text()) if (
           best_dir / BEST_STATE_FILE).exists() else None
 
-      train_step = steps.make_train_step(TaskObjective(module, task), tx, tc.grad_accum_steps,
-                                         shardings, runner.batch_sharding)
+      train_step = parts.train_step
       writer = MetricWriter(workdir, total_steps=total, log_every=tc.log_every,
                             learning_rate=optim.learning_rate_schedule(config.optim, total))
 
@@ -340,7 +368,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
       writer.close()
 
 
-def _initial_state(runner: _Runner, init_dir: Path, base_config: LukeConfig, stored_arch: str,
+def _initial_state(runner: Runner, init_dir: Path, base_config: LukeConfig, stored_arch: str,
                    model_config: LukeConfig, tx, shardings: TrainState, seed: int) -> TrainState:
   """Fresh head + the checkpoint's encoder (and head, when it is this task's model)."""
   _, loaded = luke_pretrained.from_pretrained(init_dir, scan_layers=model_config.scan_layers,
@@ -411,7 +439,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   labels = [name for _, name in module.config.id2label] if task.has_labels else []
   examples = task.read_raw(input_file) if raw else task.read(input_file, "predict")
   features = task.featurize(examples, labels, "predict")
-  runner = _Runner(config, task, module, features.arrays)
+  runner = Runner(config, task, module, features.arrays)
   batch = _round_up(config.train.eval_batch_size, runner.shards * jax.process_count())
   params = jax.device_put(params, runner.param_shardings())
   outputs = runner.outputs(params, features, batch)

@@ -16,9 +16,15 @@ from luke_jax.models.config import LukeConfig
 from luke_jax.training.config import shared_config
 
 
-def base_config(model: LukeConfig, **data) -> ml_collections.ConfigDict:
-  """`model` as `config.model` (vocabulary sizes 0 = the dataset's), `data` over defaults."""
+def base_config(model: LukeConfig, preset: str = "", **data) -> ml_collections.ConfigDict:
+  """`model` as `config.model` (vocabulary sizes 0 = the dataset's), `data` over defaults.
+
+  `preset` names the released model `model` has the shapes of (`luke-large`, `mluke-base`,
+  ...): where no dataset gives the vocabulary sizes (`python -m luke_jax.aot`), they are that
+  model's.
+  """
   config = shared_config()
+  config.preset = preset
   fields = dataclasses.asdict(model)
   fields.pop("id2label")  # heads are task-specific; pretraining has none
   config.model = fields

@@ -19,6 +19,7 @@ from typing import Any
 from absl import logging
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from luke_jax import checkpoint as luke_checkpoint
@@ -74,18 +75,29 @@ def model_config_from(config: ml_collections.ConfigDict, tokenizer: LukeTokenize
     ValueError: if an explicit vocab size differs from the dataset's tokenizer or entity
       vocabulary (a model trained on wrongly numbered ids would be silently useless).
   """
+  return model_config_with_sizes(
+      config, {"vocab_size": len(tokenizer), "entity_vocab_size": len(entity_vocab)},
+      f"the dataset {config.data.dataset_dir} has {{size}} (tokenizer / entity vocabulary)")
+
+
+def model_config_with_sizes(config: ml_collections.ConfigDict, sizes: dict[str, int],
+                            source: str = "") -> LukeConfig:
+  """`LukeConfig` from `config.model`, vocabulary sizes of 0 taken from `sizes`.
+
+  Raises:
+    ValueError: if `source` is given (what `sizes` come from, with `{size}`) and an explicit
+      size in `config.model` differs from it.
+  """
   fields = {k: v for k, v in config.model.to_dict().items()
             if not (k in ("id2label", "problem_type") and v is None)}
   if isinstance(fields.get("id2label"), (list, tuple)):
     fields["id2label"] = tuple(tuple(x) for x in fields["id2label"])
-  data_sizes = {"vocab_size": len(tokenizer), "entity_vocab_size": len(entity_vocab)}
-  for name, size in data_sizes.items():
+  for name, size in sizes.items():
     if not fields.get(name):
       fields[name] = size
-    elif fields[name] != size:
-      raise ValueError(f"config.model.{name}={fields[name]} but the dataset "
-                       f"{config.data.dataset_dir} has {size} (tokenizer / entity vocabulary); "
-                       f"set --config.model.{name}={size} or 0 to take the dataset's")
+    elif source and fields[name] != size:
+      raise ValueError(f"config.model.{name}={fields[name]} but " + source.format(size=size)
+                       + f"; set --config.model.{name}={size} or 0 to take the dataset's")
   return LukeConfig(**fields)
 
 
@@ -177,6 +189,46 @@ def load_init_params(directory: str, model_config: LukeConfig, loop_layout, shar
   return params
 
 
+@dataclasses.dataclass
+class StepParts:
+  """What the run's train step is made of (also what `luke_jax.aot` compiles)."""
+
+  model: LukePretrainingModel
+  tx: Any
+  abstract: state_lib.TrainState    # shapes of the state
+  shardings: state_lib.TrainState   # NamedShardings of the state
+  train_step: Any                   # jitted (state, batch) -> (state, metrics), state donated
+
+
+def make_step(config: ml_collections.ConfigDict, model_config: LukeConfig, mesh, rules,
+              batch_sharding) -> StepParts:
+  """The model, optimizer, state layout and jitted train step of a pretraining run."""
+  tc = config.train
+  model = LukePretrainingModel(model_config)
+  boxed = registry.abstract_params(ARCHITECTURE, model_config, boxed=True)
+  tx = optim.make_optimizer(config.optim, nn.unbox(boxed), tc.steps,
+                            default_trainable=trainable_by_stage(tc.stage))
+  abstract = state_lib.abstract_state(boxed, tx)
+  shardings = state_lib.state_shardings(boxed, abstract.opt_state, mesh, rules)
+  train_step = steps.make_train_step(PretrainingObjective(model), tx, tc.grad_accum_steps,
+                                     shardings, batch_sharding)
+  return StepParts(model, tx, abstract, shardings, train_step)
+
+
+def step_flops(config: ml_collections.ConfigDict, model_config: LukeConfig,
+               masking_config: MaskingConfig, params) -> float:
+  """Model FLOPs of one optimizer step on the global batch (`metrics.flops_per_example`)."""
+  return config.train.batch_size * flops_per_example(
+      model_config, params, masking_config.max_seq_length, masking_config.max_entity_length,
+      masking_config.max_masked_words, masking_config.max_masked_entities)
+
+
+def batch_shapes(masking_config: MaskingConfig, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes of the global batches the step receives (int32, host-only fields left out)."""
+  return {k: jax.ShapeDtypeStruct((batch_size,) + shape, jnp.int32)
+          for k, shape in masking_config.output_shapes().items() if k not in HOST_ONLY_KEYS}
+
+
 # ---- the run -------------------------------------------------------------------------------
 
 
@@ -230,12 +282,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
                                  process_count=row_blocks, num_workers=config.data.num_workers)
 
   # ==== Model, optimizer and shardings =====================================================
-  model = LukePretrainingModel(model_config)
-  boxed = registry.abstract_params(ARCHITECTURE, model_config, boxed=True)
-  tx = optim.make_optimizer(config.optim, nn.unbox(boxed), tc.steps,
-                            default_trainable=trainable_by_stage(tc.stage))
-  abstract = state_lib.abstract_state(boxed, tx)
-  shardings = state_lib.state_shardings(boxed, abstract.opt_state, mesh, rules)
+  parts = make_step(config, model_config, mesh, rules, batch_sharding)
+  tx, abstract, shardings = parts.tx, parts.abstract, parts.shardings
   loop_layout = checkpoint_layout(model_config, mesh, rules) if tc.init_checkpoint else None
   mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
   writer = None
@@ -262,12 +310,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
           params = lambda: registry.init_params(ARCHITECTURE, model_config, param_key)
         state = state_lib.create_state(params, tx, shardings, rng)
 
-      train_step = steps.make_train_step(PretrainingObjective(model), tx, tc.grad_accum_steps,
-                                         shardings, batch_sharding)
-      flops = tc.batch_size * flops_per_example(
-          model_config, abstract.params, masking_config.max_seq_length,
-          masking_config.max_entity_length, masking_config.max_masked_words,
-          masking_config.max_masked_entities)
+      train_step = parts.train_step
+      flops = step_flops(config, model_config, masking_config, abstract.params)
       writer = MetricWriter(
           workdir, total_steps=tc.steps, log_every=tc.log_every, ratios=RATIOS,
           tokens_per_step=tc.batch_size * masking_config.max_seq_length,
