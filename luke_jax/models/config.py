@@ -61,8 +61,9 @@ class LukeConfig:
   param_dtype: str = "float32"
   scan_layers: bool = False
   remat_policy: str = "none"
-  # "fused" (fewer, larger attention ops; cuDNN flash on GPU when it applies) or "unfused" (the
-  # four-block reference). Same numbers either way; "fused" is the faster one.
+  # "fused" (fewer, larger attention ops; cuDNN flash on GPU when it applies), "unfused" (the
+  # four-block reference) or "splash" (a Pallas flash kernel for TPU; no attention dropout,
+  # no probabilities). Same numbers every way, up to summation order.
   attention_impl: str = "fused"
   # transformers 5 no longer ties `lm_head.decoder.weight` to the word embeddings; released
   # checkpoints store equal tensors (tied), models trained with transformers 5 may not.
@@ -150,7 +151,8 @@ class LukeConfig:
 
 REMAT_POLICIES = ("none", "minimal", "full")
 # `LukeConfig.attention_impl` values (luke_jax.models.attention).
-ATTENTION_IMPLS = ("fused", "unfused")
+# "splash": the Pallas TPU flash kernel (luke_jax.models.splash); no attention dropout.
+ATTENTION_IMPLS = ("fused", "unfused", "splash")
 
 _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 _LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
