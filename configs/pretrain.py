@@ -7,7 +7,9 @@ r"""LUKE / mLUKE pretraining with the reference hyper-parameters (two stages).
   python run_pretrain.py --config configs/pretrain.py:size=base,stage=2 \
       --config.data.dataset_dir=$DATASET --config.train.init_checkpoint=$W1/model --workdir $W2
 
-`size` is base | large, `model` is luke | mluke (default luke). Stage 1 trains only the entity
+`size` is base | large, `model` is luke | mluke (default luke), `attention` fused (default:
+the reference recipe, attention dropout 0.1) | splash (TPU: a Pallas flash kernel, without
+attention dropout; see the README's TPU section). Stage 1 trains only the entity
 embeddings and the entity head (the official `--fix-bert-weights`); stage 2 trains everything
 from the stage-1 result with a fresh optimizer (`--reset-optimization-states`). The official
 recipe (github.com/studio-ousia/luke `pretraining.md` and `pretraining_config/*.json`): AdamW
@@ -26,7 +28,7 @@ _STAGE2_LR = {("luke", "base"): 1e-5, ("luke", "large"): 1e-5,
 
 
 def _parse(arg: str | None) -> dict[str, str]:
-  out = dict(size="base", stage="1", model="luke")
+  out = dict(size="base", stage="1", model="luke", attention="fused")
   for item in filter(None, (arg or "").split(",")):
     key, _, value = item.partition("=")
     if key not in out:
@@ -38,15 +40,22 @@ def _parse(arg: str | None) -> dict[str, str]:
 def get_config(arg: str | None = None):
   args = _parse(arg)
   name, size, stage = args["model"], args["size"], int(args["stage"])
-  if name not in _STEPS or size not in ("base", "large") or stage not in (1, 2):
-    raise ValueError(f"bad config argument {arg!r}: model luke|mluke, size base|large, stage 1|2")
+  attention = args["attention"]
+  if (name not in _STEPS or size not in ("base", "large") or stage not in (1, 2)
+      or attention not in ("fused", "splash")):
+    raise ValueError(f"bad config argument {arg!r}: model luke|mluke, size base|large, "
+                     "stage 1|2, attention fused|splash")
   # Plain attention: LUKE was pretrained without the entity-aware queries, which are added as
   # copies of `query` for fine-tuning (studio-ousia/luke issue #76); a RoBERTa conversion has
   # none. Vocabulary sizes 0: the dataset's (its tokenizer is RoBERTa's / XLM-R's, without the
   # two entity markers the released checkpoints add later).
   config = base_config(preset(f"{name}-{size}", dtype="bfloat16", scan_layers=True,
                               remat_policy="minimal", use_entity_aware_attention=False,
-                              vocab_size=0, entity_vocab_size=0))
+                              vocab_size=0, entity_vocab_size=0), preset=f"{name}-{size}")
+  if attention == "splash":
+    # The Pallas flash kernel for TPU; it has no attention dropout, so this drops the
+    # reference's 0.1 on the attention probabilities (hidden dropout stays).
+    config.model.update(attention_impl="splash", attention_probs_dropout_prob=0.0)
   config.optim.update(learning_rate=5e-4 if stage == 1 else _STAGE2_LR[(name, size)],
                       warmup_steps=2500, total_steps=_STEPS[name], max_grad_norm=10000.0)
   config.train.update(steps=_STEPS[name], batch_size=2048, log_every=100, ckpt_every=1000,
