@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-luke-jax
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip==25.3
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,convert,tpu]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,6 +5,9 @@ import os
 # Before jax is imported anywhere: several CPU devices for sharding tests, CPU only.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# libtpu (the `tpu` extra, for ahead-of-time TPU compiles) locks the machine for one process
+# unless told otherwise; pytest workers each load it.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 # Many tests (and their subprocesses) compile identical programs: a session-wide persistent
 # compilation cache turns the repeats into lookups. Results are unaffected; only compile time.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -1,0 +1,96 @@
+r"""The paper's jobs, compiled ahead of time for real TPU slices: fit, FLOPs and estimated MFU.
+
+Runs `python -m luke_jax.aot` once per job (libtpu needed: `pip install -e '.[tpu]'`; no TPU)
+and prints one Markdown table of all rows; `--json` keeps them. Each job is a run's own config
+with the overrides shown; the estimates are the compiler-HLO roofline `luke_jax.aot` explains.
+
+  python bench/tpu_jobs.py [--only SUBSTRING] [--json rows.json] [--dump_hlo DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_LARGE2 = "configs/pretrain.py:size=large,stage=2"
+_MLUKE2 = "configs/pretrain.py:model=mluke,size=large,stage=2"
+_SPLASH = ",attention=splash"
+# Fine-tuning runs in bf16 on TPU (the configs' float32 is the parity mode: six MXU passes
+# per float32 matmul at HIGHEST precision).
+_BF16 = ["--config.model.dtype=bfloat16"]
+
+JOBS = [
+    # (label, config, topology, overrides)
+    *[(f"luke-large stage 2, {attn}", _LARGE2 + ("" if attn == "fused" else _SPLASH), topo, [])
+      for topo in ("v5p-64", "v5e-256", "v4-128", "v6e-64") for attn in ("fused", "splash")],
+    *[(f"mluke-large stage 2, {attn}", _MLUKE2 + ("" if attn == "fused" else _SPLASH), "v5p-64",
+       []) for attn in ("fused", "splash")],
+    *[(f"{task} fine-tuning, bf16", f"configs/finetune/{task}.py", topo, _BF16)
+      for task in ("squad", "conll2003") for topo in ("v5e-8", "v4-8")],
+]
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--only", default="", help="run the jobs whose label or topology has this")
+  parser.add_argument("--json", default=None)
+  parser.add_argument("--dump_hlo", default=None)
+  args = parser.parse_args()
+  rows, failed = [], []
+  for label, config, topology, overrides in JOBS:
+    if args.only and args.only not in f"{label} {topology}":
+      continue
+    with tempfile.TemporaryDirectory() as tmp:
+      out = Path(tmp) / "rows.json"
+      cmd = [sys.executable, "-m", "luke_jax.aot", f"--config={config}",
+             f"--topology={topology}", f"--json={out}", *overrides]
+      if args.dump_hlo:
+        cmd.append(f"--dump_hlo={args.dump_hlo}")
+      print(f"# {label} on {topology}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+      proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+      if not out.exists():
+        failed.append(f"{label} on {topology}: exit {proc.returncode}: "
+                      + (proc.stderr.strip().splitlines() or ["?"])[-1])
+        continue
+      for row in json.loads(out.read_text()):
+        row["job"] = label
+        rows.append(row)
+  from luke_jax.aot import report  # pylint: disable=g-import-not-at-top
+  print(table(rows, report))
+  print()
+  print(report.ESTIMATE_NOTE)
+  for line in failed:
+    print(f"FAILED: {line}")
+  if args.json:
+    Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+  return 1 if failed or not all(r["fits"] for r in rows) else 0
+
+
+def table(rows, report) -> str:
+  gib = lambda n: f"{n / 2**30:.1f}"
+  header = ["job", "topology", "chips", "mesh", "step", "fits", "params+opt", "batch", "temp",
+            "total / HBM GiB", "compiled / model FLOPs", "est. step s", "est. tokens/s",
+            "est. MFU", "compile s"]
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  for r in rows:
+    lines.append("| " + " | ".join([
+        r["job"], r["topology"], str(r["chips"]), r["mesh"], r["step"],
+        "yes" if r["fits"] else "**no**", gib(r["hbm_params_opt_bytes"]),
+        gib(r["hbm_batch_bytes"]), gib(r["hbm_temp_bytes"]),
+        f"{gib(r['hbm_total_bytes'])} / {gib(r['hbm_capacity_bytes'])}",
+        f"{r['compiled_flops'] / r['model_flops']:.2f}", f"{r['est_step_seconds']:.3f}",
+        f"{r['est_tokens_per_s']:,.0f}", f"{r['est_mfu']:.1%}",
+        f"{r['compile_seconds']:.0f}"]) + " |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  sys.path.insert(0, str(ROOT))
+  sys.exit(main())

@@ -1,0 +1,51 @@
+"""`--search`: the meshes and remat / layer-loop policies worth trying on a topology."""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterator
+
+import ml_collections
+
+
+def _powers_of_two_up_to(n: int) -> list[int]:
+  out, p = [], 1
+  while p <= n:
+    if n % p == 0:
+      out.append(p)
+    p *= 2
+  return out
+
+
+def meshes(chips: int, batch_size: int, grad_accum: int, heads: int) -> list[tuple]:
+  """(data, fsdp, tensor) splits of `chips`: tensor 1, 2 or 4 (dividing the heads), fsdp over
+  the rest from all of it down, the batch rows per micro-batch divisible by data x fsdp."""
+  out = []
+  rows = batch_size // max(grad_accum, 1)
+  for tensor in (1, 2, 4):
+    if chips % tensor or heads % tensor:
+      continue
+    rest = chips // tensor
+    fsdps = sorted(_powers_of_two_up_to(rest), reverse=True)
+    # All of the rest, a quarter, a sixteenth: the range that matters, few compiles.
+    for fsdp in dict.fromkeys(f for f in fsdps if f in (rest, max(rest // 4, 1),
+                                                            max(rest // 16, 1))):
+      data = rest // fsdp
+      if rows % (data * fsdp):
+        continue
+      out.append((data, fsdp, tensor))
+  return out
+
+
+def candidates(config: ml_collections.ConfigDict, chips: int, heads: int
+               ) -> Iterator[tuple[str, ml_collections.ConfigDict]]:
+  """(label, config) pairs: every mesh of `meshes` x remat minimal / full, layers scanned."""
+  tc = config.train
+  for data, fsdp, tensor in meshes(chips, tc.batch_size, tc.grad_accum_steps, heads):
+    for remat in ("minimal", "full"):
+      new = copy.deepcopy(config)
+      with new.unlocked():
+        new.mesh = (("data", data), ("fsdp", fsdp), ("tensor", tensor))
+        new.model.remat_policy = remat
+        new.model.scan_layers = True
+      yield f"data{data}xfsdp{fsdp}xtensor{tensor}, remat {remat}", new
