@@ -124,10 +124,17 @@ def chunked_softmax_cross_entropy(
   is wrapped in `jax.checkpoint`, so the backward pass recomputes a chunk's logits instead of
   saving them: peak activation memory is O(N * chunk_size), not O(N * V).
 
-  The table is sliced in place with `dynamic_slice` rather than padded to a multiple of the chunk
-  (a padded copy would cost another table-sized buffer, and its gradient one more): when V is not
-  a multiple of the chunk the last chunk starts at `V - chunk_size` and its columns already seen
-  by the previous chunk are masked to -inf, which is the same as padding with -inf bias.
+  Chunks are strided: with C chunks, chunk c holds rows c, C + c, 2C + c, ... The table is
+  reshaped `[V, D] -> [chunk, C, D]` and scanned over its middle axis, so
+
+  * the scan's input is the table itself, not a slice of a closed-over array: the backward
+    stacks each chunk's gradient, where slicing would add a whole-table gradient per chunk
+    (on a TPU, a table-sized read and write per chunk, and with the table sharded over
+    devices, an all-gather of it per chunk);
+  * a table sharded along its rows stays sharded within every chunk (each device holds its
+    part of every chunk), so a chunk's logits are computed where its rows live.
+
+  V is padded to `chunk x C` (padded rows score -inf; one table-sized copy per step).
 
   Args:
     features: `[N, D]` transformed hidden states (any float dtype; the matmul runs in it and
@@ -137,51 +144,54 @@ def chunked_softmax_cross_entropy(
     labels: `[N]` int label ids in `[0, V)`.
     weights: `[N]` per-position weights (0 for padding slots).
     chunk_size: vocabulary rows per chunk; clipped to V.
-    precision: matmul precision; None follows the features' dtype (`matmul.precision`:
-      HIGHEST in float32, for parity; DEFAULT in bf16).
+    precision: matmul precision; None follows the features' dtype (`matmul.einsum_f32`).
 
   Returns:
     `(loss_sum, correct_sum, weight_sum)`, float32 scalars: `sum(w * CE)`, `sum(w * [argmax ==
-    label])` and `sum(w)`. Sums (not means) so gradient accumulation and cross-host averaging are
-    exact: divide the summed loss by the summed weight at the end.
+    label])` and `sum(w)` (the argmax is the first maximum, as `jnp.argmax` over the full row).
+    Sums (not means) so gradient accumulation and cross-host averaging are exact: divide the
+    summed loss by the summed weight at the end.
   """
-  num_rows, _ = features.shape
+  num_rows, dim = features.shape
   vocab = table.shape[0]
   if bias.shape != (vocab,):
     raise ValueError(f"bias shape {bias.shape} does not match table {table.shape}")
-  chunk = int(min(chunk_size, vocab))
-  if chunk <= 0:
+  if chunk_size <= 0:
     raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-  num_chunks = -(-vocab // chunk)
+  num_chunks = -(-vocab // int(min(chunk_size, vocab)))
+  rows_per_chunk = -(-vocab // num_chunks)
+  padded = rows_per_chunk * num_chunks
   compute_dtype = features.dtype
   labels = labels.astype(jnp.int32)
   weights = weights.astype(jnp.float32)
-  cols = jnp.arange(chunk, dtype=jnp.int32)
+  if padded != vocab:
+    table = jnp.pad(table, ((0, padded - vocab), (0, 0)))
+    bias = jnp.pad(bias, (0, padded - vocab))
+  # Row v = i * num_chunks + c sits at [c, i] of these.
+  table_chunks = jnp.swapaxes(table.reshape(rows_per_chunk, num_chunks, dim), 0, 1)
+  bias_chunks = bias.reshape(rows_per_chunk, num_chunks).T
+  label_chunk, label_slot = labels % num_chunks, labels // num_chunks
+  slots = jnp.arange(rows_per_chunk, dtype=jnp.int32)
 
   @jax.checkpoint
-  def body(carry, c):
+  def body(carry, xs):
     run_max, run_sum, label_logit, best, best_idx = carry
-    first = c * chunk                      # first column this chunk is responsible for
-    start = jnp.minimum(first, vocab - chunk)  # last chunk overlaps the previous one
-    rows = jax.lax.dynamic_slice_in_dim(table, start, chunk, axis=0)
-    b = jax.lax.dynamic_slice_in_dim(bias, start, chunk, axis=0)
+    rows, b, c = xs
     logits = matmul.einsum_f32("nd,cd->nc", features, rows.astype(compute_dtype), precision)
     logits = logits + b.astype(jnp.float32)
-    col_ids = start + cols
-    logits = jnp.where((col_ids >= first)[None, :], logits, -jnp.inf)
+    ids = slots * num_chunks + c
+    logits = jnp.where((ids < vocab)[None, :], logits, -jnp.inf)
     # Online log-sum-exp; the max is a stabiliser only (LSE does not depend on it), so its
     # gradient path through argmax is cut.
     chunk_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1))
     new_max = jnp.maximum(run_max, chunk_max)
     run_sum = (run_sum * jnp.exp(run_max - new_max)
                + jnp.sum(jnp.exp(logits - new_max[:, None]), axis=-1))
-    local = labels - start
-    in_chunk = (labels >= first) & (labels < start + chunk)
-    picked = jnp.take_along_axis(logits, jnp.clip(local, 0, chunk - 1)[:, None], axis=-1)[:, 0]
-    label_logit = label_logit + jnp.where(in_chunk, picked, 0.0)
-    # Strictly greater keeps the first maximum, as `jnp.argmax` over the full row does.
-    arg = jnp.argmax(logits, axis=-1).astype(jnp.int32) + start
-    better = chunk_max > best
+    picked = jnp.take_along_axis(logits, label_slot[:, None], axis=-1)[:, 0]
+    label_logit = label_logit + jnp.where(label_chunk == c, picked, 0.0)
+    # The first maximum over the whole row: chunks are strided, so on a tie the smaller id wins.
+    arg = jnp.argmax(logits, axis=-1).astype(jnp.int32) * num_chunks + c
+    better = (chunk_max > best) | ((chunk_max == best) & (arg < best_idx))
     best = jnp.where(better, chunk_max, best)
     best_idx = jnp.where(better, arg, best_idx)
     return (new_max, run_sum, label_logit, best, best_idx), None
@@ -190,7 +200,7 @@ def chunked_softmax_cross_entropy(
           jnp.zeros((num_rows,), jnp.float32), jnp.full((num_rows,), -jnp.inf, jnp.float32),
           jnp.zeros((num_rows,), jnp.int32))
   (run_max, run_sum, label_logit, _, best_idx), _ = jax.lax.scan(
-      body, init, jnp.arange(num_chunks, dtype=jnp.int32))
+      body, init, (table_chunks, bias_chunks, jnp.arange(num_chunks, dtype=jnp.int32)))
   lse = run_max + jnp.log(run_sum)
   per_row = lse - label_logit
   loss_sum = jnp.sum(jnp.where(weights != 0, per_row * weights, 0.0))
