@@ -25,14 +25,25 @@ _SPLASH = ",attention=splash"
 # per float32 matmul at HIGHEST precision).
 _BF16 = ["--config.model.dtype=bfloat16"]
 
+# Meshes other than the configs' pure data parallelism, found with `--search`: on v5e-256 (8
+# rows per chip) replicated Adam updates cost more than FSDP's all-gathers.
+_MESH = {"v5e-256": ["--config.mesh=(('data', 16), ('fsdp', 16), ('tensor', 1))"]}
+
 JOBS = [
     # (label, config, topology, overrides)
-    *[(f"luke-large stage 2, {attn}", _LARGE2 + ("" if attn == "fused" else _SPLASH), topo, [])
+    *[(f"luke-large stage 2, {attn}", _LARGE2 + ("" if attn == "fused" else _SPLASH), topo,
+       _MESH.get(topo, []))
       for topo in ("v5p-64", "v5e-256", "v4-128", "v6e-64") for attn in ("fused", "splash")],
     *[(f"mluke-large stage 2, {attn}", _MLUKE2 + ("" if attn == "fused" else _SPLASH), "v5p-64",
        []) for attn in ("fused", "splash")],
     *[(f"{task} fine-tuning, bf16", f"configs/finetune/{task}.py", topo, _BF16)
       for task in ("squad", "conll2003") for topo in ("v5e-8", "v4-8")],
+    # The attention kernel's memory at 512 + 128 tokens: the same step without attention
+    # dropout (which the kernel lacks), fused attention vs splash.
+    *[(f"conll2003 fine-tuning, bf16, no attention dropout, {attn}",
+       "configs/finetune/conll2003.py", "v5e-8",
+       _BF16 + ["--config.model.attention_probs_dropout_prob=0.0",
+                f"--config.model.attention_impl={attn}"]) for attn in ("fused", "splash")],
 ]
 
 
@@ -62,6 +73,9 @@ def main() -> int:
       for row in json.loads(out.read_text()):
         row["job"] = label
         rows.append(row)
+        print(f"  {row['step']}: fits {row['fits']}, {row['hbm_total_bytes'] / 2**30:.1f} GiB, "
+              f"est. {row['est_step_seconds']:.3f} s, MFU {row['est_mfu']:.1%}, compile "
+              f"{row['compile_seconds']:.0f} s; {row['settings']}", file=sys.stderr, flush=True)
   from luke_jax.aot import report  # pylint: disable=g-import-not-at-top
   print(table(rows, report))
   print()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def main(argv):
         except Exception as e:  # a candidate the compiler refuses is reported and skipped
           _say(f"--search: {label}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
       rows.sort(key=lambda r: (not r.fits, r.est_step_seconds))
+      best = next((r for r in rows if r.fits), None)
+      if best is not None:
+        mesh = tuple(int(x) for x in re.findall(r"\d+", best.mesh))
+        remat = best.settings["remat_policy"]
+        _say(f"--search: {search.label(mesh, remat, False)} (the best mesh, layer loop)")
+        try:
+          rows += [r for r in _compile_all(search.variant(config, mesh, remat, False),
+                                           topology, dump) if r.step == "train"]
+        except Exception as e:  # pylint: disable=broad-except
+          _say(f"--search: layer loop: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        rows.sort(key=lambda r: (not r.fits, r.est_step_seconds))
     else:
       rows = _compile_all(config, topology, dump)
   except ValueError as e:
@@ -124,8 +136,10 @@ def main(argv):
            "--config.train.batch_size")
       return 1
     best = next(r for r in rows if r.fits)
-    print(f"\nbest: mesh {best.mesh}, remat {best.settings['remat_policy']}: "
-          f"est. {best.est_step_seconds:.3f} s/step, MFU {best.est_mfu:.1%}")
+    print(f"\nbest: mesh {best.mesh}, remat {best.settings['remat_policy']}, "
+          f"{'scan' if best.settings['scan_layers'] else 'layer loop'}: "
+          f"est. {best.est_step_seconds:.4g} s/step, MFU {best.est_mfu:.1%}; set "
+          f"--config.mesh and --config.model.remat_policy / scan_layers accordingly")
     return 0
   misfits = [r for r in rows if not r.fits]
   for r in misfits:

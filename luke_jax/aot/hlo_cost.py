@@ -13,8 +13,10 @@ HLO instead:
 * a while body counts as many times as its trip count (the bound its condition compares the
   counter with);
 * a kernel takes max(FLOPs / peak, bytes / HBM bandwidth) (a per-kernel roofline); collectives
-  take their bytes over the chip's ICI bandwidth and are assumed overlapped with compute (XLA
-  schedules them asynchronously), so the step estimate is max(compute, collectives).
+  take their bytes over the chip's ICI bandwidth, asynchronous copies between memory spaces
+  (prefetches into on-chip memory) their bytes over HBM bandwidth, and both are assumed
+  overlapped with compute (XLA schedules them asynchronously), so the step estimate is
+  max(compute, collectives, asynchronous copies).
 
 This is a model of the hardware, not a measurement: it ignores kernel launch gaps, imperfect
 overlap, MXU shape efficiency and the VPU work of elementwise-heavy kernels beyond their bytes.
@@ -40,7 +42,12 @@ _BRANCHES = re.compile(r"\b(?:branch_computations|called_computations)=\{([^}]*)
 _FREE = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all",
          "partition-id", "replica-id", "iota", "opt-barrier", "copy-done", "all-gather-done",
          "all-reduce-done", "collective-permute-done", "send-done", "recv-done", "async-done",
-         "async-update"}
+         "async-update", "slice-done"}
+# Asynchronous moves between memory spaces (HBM <-> on-chip memory): DMAs that XLA schedules to
+# overlap with compute, timed in a bucket of their own.
+_ASYNC_MOVES = {"copy-start", "slice-start"}
+# Custom calls that only reinterpret buffers.
+_FREE_CUSTOM_CALLS = ("ConcatBitcast", "AssumeGatherIndicesInBound", "AllocateBuffer")
 _COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute",
                 "ragged-all-to-all")
 _HOST = ("send", "recv", "infeed", "outfeed")
@@ -91,6 +98,8 @@ class Cost:
   compute_seconds: float = 0.0
   collective_bytes: float = 0.0
   collective_seconds: float = 0.0
+  async_move_bytes: float = 0.0
+  async_move_seconds: float = 0.0
   kernels: list[Kernel] = dataclasses.field(default_factory=list)
   f32_highest_dots: list[str] = dataclasses.field(default_factory=list)
   host_transfers: list[str] = dataclasses.field(default_factory=list)
@@ -99,7 +108,8 @@ class Cost:
 
   @property
   def seconds(self) -> float:
-    return max(self.compute_seconds, self.collective_seconds)
+    """The step: compute, with collectives and asynchronous moves overlapped."""
+    return max(self.compute_seconds, self.collective_seconds, self.async_move_seconds)
 
   def all_gathers_with_dim(self, size: int) -> int:
     """How many all-gathers per step produce an array with a dimension of `size` (e.g. the
@@ -386,7 +396,11 @@ def analyse(text: str, peak_flops: float, hbm_bandwidth: float, ici_bandwidth: f
             if callee in computations:
               walk(computations[callee], count)
         continue
-      if op in _FREE:
+      if op in _FREE or (op == "custom-call" and any(
+          f'custom_call_target="{t}"' in inst.attrs for t in _FREE_CUSTOM_CALLS)):
+        continue
+      if op in _ASYNC_MOVES:
+        cost.async_move_bytes += count * _largest_array(inst.shape)
         continue
       if op in _HOST or (op == "custom-call" and "host" in inst.attrs.lower()):
         cost.host_transfers.append(f"{op} {_op_name(inst)}")
@@ -433,6 +447,7 @@ def analyse(text: str, peak_flops: float, hbm_bandwidth: float, ici_bandwidth: f
       cost.kernels.append(Kernel(inst.name, op, _op_name(inst), flops, moved, count, False))
 
   walk(entry, 1)
+  cost.async_move_seconds = cost.async_move_bytes / hbm_bandwidth
   for k in cost.kernels:
     if k.collective:
       k.seconds = k.bytes / ici_bandwidth

@@ -44,6 +44,7 @@ class Row:
   compiler_flops: float = 0.0              # cost_analysis()["flops"] x chips (loops once)
   est_compute_seconds: float = 0.0
   est_collective_seconds: float = 0.0
+  est_async_copy_seconds: float = 0.0
   hbm_bytes_accessed: float = 0.0          # per device, per step
   f32_highest_dots: int = 0
   entity_table_all_gathers: int = 0
@@ -102,6 +103,7 @@ def analyse(job: Job, step: Step, topology: Topology, compiled, seconds: float,
                     remat_policy=cfg.remat_policy, attention_impl=cfg.attention_impl),
       compiler_flops=float(compiler.get("flops", 0.0)) * chips,
       est_compute_seconds=cost.compute_seconds, est_collective_seconds=cost.collective_seconds,
+      est_async_copy_seconds=cost.async_move_seconds,
       hbm_bytes_accessed=cost.bytes, f32_highest_dots=len(cost.f32_highest_dots),
       entity_table_all_gathers=cost.all_gathers_with_dim(cfg.entity_vocab_size),
       host_transfers=len(cost.host_transfers), unknown_trip_counts=cost.unknown_trip_counts,
@@ -168,7 +170,7 @@ def table(rows: list[Row]) -> str:
         r.topology, str(r.chips), r.mesh, r.step, settings, "yes" if r.fits else "**no**",
         _gib(r.hbm_params_opt_bytes), _gib(r.hbm_batch_bytes), _gib(r.hbm_temp_bytes),
         _gib(r.hbm_total_bytes), _gib(r.hbm_capacity_bytes), f"{r.compiled_flops:.3e}",
-        f"{r.model_flops:.3e}", f"{r.est_step_seconds:.3f}", f"{r.est_tokens_per_s:,.0f}",
+        f"{r.model_flops:.3e}", f"{r.est_step_seconds:.4g}", f"{r.est_tokens_per_s:,.0f}",
         f"{r.est_mfu:.1%}", f"{r.compile_seconds:.0f}"]) + " |")
   return "\n".join(lines)
 
@@ -176,7 +178,7 @@ def table(rows: list[Row]) -> str:
 ESTIMATE_NOTE = (
     "Estimates, not measurements: step time is a per-kernel roofline over the compiled HLO "
     "(max of FLOPs / bf16 peak and bytes / HBM bandwidth per kernel, loops x trip count, "
-    "collectives over ICI assumed overlapped); MFU = model FLOPs / (chips x peak x est. "
+    "collectives over ICI and asynchronous copies assumed overlapped); MFU = model FLOPs / (chips x peak x est. "
     "step time). Memory is the compiler's own buffer assignment per device.")
 
 

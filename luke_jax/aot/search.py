@@ -37,15 +37,29 @@ def meshes(chips: int, batch_size: int, grad_accum: int, heads: int) -> list[tup
   return out
 
 
+def variant(config: ml_collections.ConfigDict, mesh: tuple[int, int, int], remat: str,
+            scan: bool) -> ml_collections.ConfigDict:
+  """`config` with another mesh `(data, fsdp, tensor)`, remat policy and layer loop."""
+  data, fsdp, tensor = mesh
+  new = copy.deepcopy(config)
+  with new.unlocked():
+    new.mesh = (("data", data), ("fsdp", fsdp), ("tensor", tensor))
+    new.model.remat_policy = remat
+    new.model.scan_layers = scan
+  return new
+
+
+def label(mesh: tuple[int, int, int], remat: str, scan: bool) -> str:
+  data, fsdp, tensor = mesh
+  return (f"data{data}xfsdp{fsdp}xtensor{tensor}, remat {remat}, "
+          f"{'scan' if scan else 'loop'}")
+
+
 def candidates(config: ml_collections.ConfigDict, chips: int, heads: int
                ) -> Iterator[tuple[str, ml_collections.ConfigDict]]:
-  """(label, config) pairs: every mesh of `meshes` x remat minimal / full, layers scanned."""
+  """(label, config) pairs: every mesh of `meshes` x remat minimal / full, layers scanned
+  (the layer loop is tried on the winner only: it compiles about twice as long)."""
   tc = config.train
-  for data, fsdp, tensor in meshes(chips, tc.batch_size, tc.grad_accum_steps, heads):
+  for mesh in meshes(chips, tc.batch_size, tc.grad_accum_steps, heads):
     for remat in ("minimal", "full"):
-      new = copy.deepcopy(config)
-      with new.unlocked():
-        new.mesh = (("data", data), ("fsdp", fsdp), ("tensor", tensor))
-        new.model.remat_policy = remat
-        new.model.scan_layers = True
-      yield f"data{data}xfsdp{fsdp}xtensor{tensor}, remat {remat}", new
+      yield label(mesh, remat, True), variant(config, mesh, remat, True)

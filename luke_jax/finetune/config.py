@@ -21,9 +21,12 @@ def base_config(task: str) -> ml_collections.ConfigDict:
       train_file="", dev_file="", test_file="",
       max_seq_length=512, max_entity_length=128, max_mention_length=30))
   # Changes to the checkpoint's model config (fields left out keep the checkpoint's value).
+  # attention_impl None keeps the checkpoint's ("fused" unless it says otherwise); "splash" is
+  # the TPU kernel, without attention dropout.
   config.model = ml_collections.ConfigDict(dict(
       use_entity_aware_attention=True, dtype="float32", scan_layers=False,
-      remat_policy="none", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1))
+      remat_policy="none", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+      attention_impl=ml_collections.FieldReference(None, field_type=str)))
   config.optim.update(learning_rate=1e-5, warmup_ratio=0.06, b2=0.98)
   # train.init_checkpoint: a luke-jax checkpoint (converter or pretraining) or a Hugging Face
   # LUKE directory; its tokenizer files are used. Any head's checkpoint works: the encoder
