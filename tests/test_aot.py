@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from luke_jax.aot import hlo_cost, search, topology
-from luke_jax.models import attention, matmul, splash
+from luke_jax.models import attention, matmul
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
@@ -191,7 +191,8 @@ def test_splash_attention_matches_the_reference(entity_aware):
                                             words)[0]
 
   def kernel(key, value):
-    return splash.splash_attention(queries, key, value, mask, words, interpret=True)
+    return attention.fused_attention(queries, key, value, mask, words,
+                                     implementation="splash")[0]
 
   np.testing.assert_allclose(kernel(key, value), reference(key, value), atol=1e-5, rtol=1e-5)
   loss = lambda f: lambda k, v: jnp.sum(jnp.sin(f(k, v)))

@@ -257,7 +257,7 @@ def _conv_flops(inst: Instruction, shapes: dict[str, str]) -> float:
     raw = fields.get(key)
     return [default] * n if raw is None else raw.split("x")
 
-  sizes, strides = values("size", "1"), values("stride", "1")
+  strides = values("stride", "1")
   pads, lhs_dil, rhs_dil = values("pad", "0_0"), values("lhs_dilate", "1"), values("rhs_dilate", "1")
   for i, d in enumerate(spatial):
     length, taps, positions = lhs[lhs_l.index(d)], rhs[rhs_l.index(d)], out[out_l.index(d)]

@@ -186,7 +186,6 @@ def advice(row: Row, config) -> str:
   """One line naming what to change when `row` does not fit."""
   tc = config.train
   per_chip = tc.batch_size / max(row.chips, 1) / max(tc.grad_accum_steps, 1)
-  mesh = dict(config.mesh)
   options = [f"raise --config.train.grad_accum_steps (now {tc.grad_accum_steps}; "
              f"{per_chip:g} rows per chip per micro-batch)"]
   if row.settings.get("remat_policy") != "full":

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from luke_jax.models import dropout as dropout_lib
-from luke_jax.models import layers, matmul
+from luke_jax.models import layers, matmul, splash
 
 Array = jax.Array
 
@@ -155,6 +155,17 @@ def _kernel_attention(queries: dict[str, Array] | Array, key: Array, value: Arra
   return context[..., :head_dim]
 
 
+def _splash_attention(queries, key, value, mask, num_words: int) -> Array:
+  """The Pallas splash kernel (TPU; the interpreter elsewhere) on doubled heads."""
+  head_dim = key.shape[-1]
+  if isinstance(queries, dict):
+    query, key, value = doubled_heads(queries, key, value, num_words)
+  else:
+    query = queries
+  context = splash.splash_attention(query, key, value, mask, scale=1.0 / float(head_dim) ** 0.5)
+  return context[..., :head_dim]
+
+
 def kernel_available(dtype, head_dim: int, entity_aware: bool) -> bool:
   """Whether `fused_attention` may hand the call to cuDNN's flash attention (GPU, bf16/fp16,
   doubled head size at most 128, a multiple of 8; shape checks beyond these fall back)."""
@@ -189,7 +200,8 @@ def fused_attention(
     implementation: None picks: cuDNN when `kernel_available` and neither dropout nor the
       probabilities are needed (those need the scores in memory), else the explicit math.
       "explicit" forces the explicit math; "xla" or "cudnn" force one
-      `jax.nn.dot_product_attention` call with that implementation (tests, benchmarks).
+      `jax.nn.dot_product_attention` call with that implementation (tests, benchmarks);
+      "splash" runs the Pallas TPU flash kernel (`luke_jax.models.splash`).
 
   Returns:
     context `[batch, T+E, heads, head_dim]` and the probabilities (None unless `return_probs`).
@@ -203,9 +215,11 @@ def fused_attention(
         return _kernel_attention(queries, key, value, mask, num_words, "cudnn"), None
       except (NotImplementedError, ValueError):
         pass  # a shape or cuDNN version the kernel refuses at trace time: explicit math below
-  elif implementation in ("xla", "cudnn"):
+  elif implementation in ("xla", "cudnn", "splash"):
     if needs_scores:
       raise ValueError(f"implementation={implementation!r} has no dropout or probabilities")
+    if implementation == "splash":
+      return _splash_attention(queries, key, value, mask, num_words), None
     return _kernel_attention(queries, key, value, mask, num_words, implementation), None
   elif implementation != "explicit":
     raise ValueError(f"unknown attention implementation {implementation!r}")
@@ -274,8 +288,8 @@ class LukeSelfAttention(nn.Module):
         raise ValueError("attention_impl='splash' has no attention dropout and no attention "
                          "probabilities: set model.attention_probs_dropout_prob=0 (training) "
                          "and output_attentions=False, or use attention_impl='fused'")
-      from luke_jax.models import splash  # pylint: disable=g-import-not-at-top
-      return splash.splash_attention(queries, key, value, mask, self.num_words), None
+      return fused_attention(queries, key, value, mask, self.num_words,
+                             implementation="splash")
     if cfg.attention_impl == "unfused":
       bias = None if mask is None else attention_bias(mask)
       context, probs = entity_aware_attention(queries, key, value, bias, self.num_words,

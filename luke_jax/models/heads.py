@@ -5,8 +5,6 @@ Each head holds the encoder as the submodule `luke`, as HF head classes hold it 
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import flax.struct
 import jax

@@ -6,9 +6,6 @@ Submodule names mirror the Hugging Face `LukeModel` state dict (`embeddings/word
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 import flax.linen as nn
 import flax.struct
 import jax

@@ -1,13 +1,13 @@
-"""Entity-aware attention as one Pallas splash-attention call per device (TPU).
+"""Softmax attention as one Pallas splash-attention call per device (TPU).
 
 `jax.experimental.pallas.ops.tpu.splash_attention` is a flash kernel: it never writes the
-`[heads, T+E, T+E]` score matrix to HBM, forward or backward. Entity-aware attention becomes
-plain attention on doubled heads (`attention.doubled_heads`: `[q_to_words, q_to_entities]`
-against `[k, 0]` / `[0, k]`), so one kernel call covers all four query types. Padded keys are a
-second segment (segment ids), the sequence is padded to the kernel's 128-row blocks, and the
-call runs under `shard_map` over the mesh's batch and head axes (a custom call cannot be
-partitioned by XLA). The kernel has no attention dropout: a training step with
-`attention_probs_dropout_prob > 0` must use another `attention_impl`.
+`[heads, L, L]` score matrix to HBM, forward or backward. `attention.fused_attention` hands it
+entity-aware attention as plain attention on doubled heads (`attention.doubled_heads`), so one
+kernel call covers all four query types. Padded keys are a second segment (segment ids), the
+sequence is padded to the kernel's 128-row blocks, and the call runs under `shard_map` over the
+mesh's batch and head axes (a custom call cannot be partitioned by XLA). The kernel has no
+attention dropout: a training step with `attention_probs_dropout_prob > 0` must use another
+`attention_impl`.
 
 `interpret=True` runs the same kernel through the Pallas interpreter (any backend; tests).
 """
@@ -54,29 +54,21 @@ def _platform() -> str:
   return device.platform if device is not None else jax.default_backend()
 
 
-def splash_attention(queries, key, value, mask, num_words: int, *,
+def splash_attention(query, key, value, mask, *, scale: float,
                      interpret: bool | None = None) -> jax.Array:
-  """`fused_attention`'s result (no dropout, no probabilities) through the splash kernel.
+  """Softmax attention of `query` against `key` / `value` through the splash kernel.
 
   Args:
-    queries: one query `[B, T+E, h, d]` or the four typed queries (see `fused_attention`).
-    key, value: `[B, T+E, h, d]`.
-    mask: `[B, T+E]` key mask (nonzero = attend) or None.
-    num_words: T.
+    query, key, value: `[B, L, h, d]` (entity-aware attention arrives as doubled heads).
+    mask: `[B, L]` key mask (nonzero = attend) or None.
+    scale: multiplies the scores (the kernel does not scale).
     interpret: run the kernel in the Pallas interpreter (default: unless compiling for TPU).
 
   Returns:
-    context `[B, T+E, h, d]`.
+    context `[B, L, h, d]`.
   """
-  from luke_jax.models.attention import doubled_heads
-  head_dim = key.shape[-1]
-  if isinstance(queries, dict):
-    query, key, value = doubled_heads(queries, key, value, num_words)
-  else:
-    query = queries
   batch, length = query.shape[:2]
-  # The kernel does not scale; the scale stays 1/sqrt(head_dim) with doubled heads.
-  query = query * jnp.asarray(1.0 / head_dim ** 0.5, query.dtype)
+  query = query * jnp.asarray(scale, query.dtype)
   valid = jnp.ones((batch, length), bool) if mask is None else mask != 0
   # A row whose keys are all padding (a padded batch row) attends to its first key rather
   # than to nothing: its output is never used, but must stay finite.
@@ -97,5 +89,4 @@ def splash_attention(queries, key, value, mask, num_words: int, *,
     qkv = PartitionSpec(batch_axes, None, head_axes, None)
     local = jax.shard_map(local, in_specs=(qkv, qkv, qkv, PartitionSpec(batch_axes, None)),
                           out_specs=qkv, check_vma=False)
-  context = local(query, key, value, kv_segments)
-  return context[:, :length, :, :head_dim]
+  return local(query, key, value, kv_segments)[:, :length]
