@@ -134,7 +134,9 @@ def chunked_softmax_cross_entropy(
   * a table sharded along its rows stays sharded within every chunk (each device holds its
     part of every chunk), so a chunk's logits are computed where its rows live.
 
-  V is padded to `chunk x C` (padded rows score -inf; one table-sized copy per step).
+  V is padded to `chunk x C` (padded rows score -inf). The price is a few table-sized
+  temporaries (the padded table in chunk order and its gradient; about three float32 tables at
+  10M entities in `bench/entity_memory.py`, half that in bf16), never the `[N, V]` logits.
 
   Args:
     features: `[N, D]` transformed hidden states (any float dtype; the matmul runs in it and
@@ -164,6 +166,9 @@ def chunked_softmax_cross_entropy(
   compute_dtype = features.dtype
   labels = labels.astype(jnp.int32)
   weights = weights.astype(jnp.float32)
+  # In the compute dtype before the layout copies (the chunk matmul reads it so anyway): in
+  # bf16 the padded, strided copies are half the size of a float32 table.
+  table = table.astype(compute_dtype)
   if padded != vocab:
     table = jnp.pad(table, ((0, padded - vocab), (0, 0)))
     bias = jnp.pad(bias, (0, padded - vocab))
@@ -177,7 +182,7 @@ def chunked_softmax_cross_entropy(
   def body(carry, xs):
     run_max, run_sum, label_logit, best, best_idx = carry
     rows, b, c = xs
-    logits = matmul.einsum_f32("nd,cd->nc", features, rows.astype(compute_dtype), precision)
+    logits = matmul.einsum_f32("nd,cd->nc", features, rows, precision)
     logits = logits + b.astype(jnp.float32)
     ids = slots * num_chunks + c
     logits = jnp.where((ids < vocab)[None, :], logits, -jnp.inf)
