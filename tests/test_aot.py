@@ -68,6 +68,26 @@ def test_search_meshes_split_chips_and_batch():
                                                   for d, f, _ in search.meshes(8, 4, 1, 16))
 
 
+@pytest.mark.parametrize("task", ["conll2003", "squad", "open_entity", "tacred", "record"])
+def test_every_finetuning_task_builds_its_steps_without_data(task):
+  """Shapes come from featurizing zero examples; no checkpoint, no data files."""
+  from luke_jax.aot import jobs
+  config = _load_config(ROOT / "configs" / "finetune" / f"{task}.py")
+  job = jobs.build(config, jax.devices()[:1], "tiny")
+  train, evaluation = job.steps
+  batch = train.args[1]
+  assert batch["input_ids"].shape == (config.train.batch_size, config.data.max_seq_length)
+  assert evaluation.args[1]["input_ids"].shape[1] == config.data.max_seq_length
+  assert train.model_flops > 0 and train.state_bytes > 0
+
+
+def _load_config(path: Path):
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
 # ---- the HLO cost model ----------------------------------------------------------------------
 
 

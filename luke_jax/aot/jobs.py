@@ -14,6 +14,7 @@ is there to ask; a fine-tuning task featurizes zero examples, which gives its ar
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -119,22 +120,29 @@ def _pretraining(config, devices, preset_name, notes) -> Job:
   return Job("pretraining", model_config, mesh, rules, [step], notes)
 
 
-class _ShapesOnlyTokenizer:
-  """What featurizing zero examples reads of a tokenizer: the special ids (LUKE's), and word
-  pieces of no words. Anything that would tokenize real text fails loudly."""
-
-  pad_token_id, cls_token_id, sep_token_id, unk_token_id, mask_token_id = 1, 0, 2, 3, 50264
-  entity_pad_token_id, entity_unk_token_id, entity_mask_token_id = 0, 1, 2
-  entity_mask2_token_id = None
-
-  class _NoText:
-    def encode_batch(self, texts):
-      if texts:
-        raise ValueError("luke_jax.aot builds shapes only; give a config.train.init_checkpoint "
-                         "for a tokenizer")
-      return []
-
-  word_pieces = _NoText()
+def _shapes_tokenizer(directory: Path, task: str | None):
+  """A real `LukeTokenizer` with a byte-level alphabet and no merges: featurizing zero
+  examples (all the shapes need) runs the task's own code, special ids as LUKE's."""
+  import json
+  from tokenizers import pre_tokenizers
+  from luke_jax.tokenization.tokenizer import LukeTokenizer
+  vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+  for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+    vocab.setdefault(char, len(vocab))
+  vocab["<mask>"] = len(vocab)
+  files = {
+      "vocab.json": vocab, "added_tokens.json": {"<ent>": len(vocab), "<ent2>": len(vocab) + 1},
+      "entity_vocab.json": {"[PAD]": 0, "[UNK]": 1, "[MASK]": 2, "[MASK2]": 3},
+      "special_tokens_map.json": {
+          "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+          "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>",
+          "additional_special_tokens": ["<ent>", "<ent2>"]},
+      "tokenizer_config.json": {"tokenizer_class": "LukeTokenizer", "task": None,
+                                "additional_special_tokens": ["<ent>", "<ent2>"]}}
+  for name, payload in files.items():
+    (directory / name).write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+  (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+  return LukeTokenizer.from_pretrained(directory, task=task)
 
 
 def _finetuning(config, devices, preset_name, notes) -> Job:
@@ -150,7 +158,8 @@ def _finetuning(config, devices, preset_name, notes) -> Job:
   else:
     name = preset_name or "luke-large"
     base = preset(name)
-    tokenizer = _ShapesOnlyTokenizer()
+    with tempfile.TemporaryDirectory(prefix="luke_jax_aot_") as tmp:
+      tokenizer = _shapes_tokenizer(Path(tmp), task_cls.tokenizer_task)
     labels = ["LABEL_0", "LABEL_1"]
     notes.append(f"model shapes from the {name} preset (no init_checkpoint read; --preset)")
   task = task_cls(config.data, tokenizer)
