@@ -89,7 +89,9 @@ class Embed(nn.Module):
         (self.num_embeddings, self.features), self.param_dtype)
 
   def __call__(self, ids: Array) -> Array:
-    return jnp.take(jnp.asarray(self.embedding, self.dtype), ids, axis=0)
+    # Gather, then cast: casting first would convert the whole table (500K entity rows) every
+    # step, and its gradient back, for the few rows a batch reads.
+    return jnp.asarray(jnp.take(self.embedding, ids, axis=0), self.dtype)
 
   def attend(self, x: Array) -> Array:
     """`x @ table.T`: scores against every row, as a tied output decoder does."""
