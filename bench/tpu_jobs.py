@@ -22,8 +22,10 @@ _LARGE2 = "configs/pretrain.py:size=large,stage=2"
 _MLUKE2 = "configs/pretrain.py:model=mluke,size=large,stage=2"
 _SPLASH = ",attention=splash"
 # Fine-tuning runs in bf16 on TPU (the configs' float32 is the parity mode: six MXU passes
-# per float32 matmul at HIGHEST precision).
+# per float32 matmul at HIGHEST precision), otherwise as configured. SQuAD's 48 windows of 512
+# need remat to fit 16 GiB (v5e) without accumulation: the tool's own advice.
 _BF16 = ["--config.model.dtype=bfloat16"]
+_REMAT = ["--config.model.remat_policy=minimal"]
 
 # Meshes other than the configs' pure data parallelism, found with `--search`: on v5e-256 (8
 # rows per chip) replicated Adam updates cost more than FSDP's all-gathers.
@@ -36,10 +38,16 @@ JOBS = [
       for topo in ("v5p-64", "v5e-256", "v4-128", "v6e-64") for attn in ("fused", "splash")],
     *[(f"mluke-large stage 2, {attn}", _MLUKE2 + ("" if attn == "fused" else _SPLASH), "v5p-64",
        []) for attn in ("fused", "splash")],
-    *[(f"{task} fine-tuning, bf16", f"configs/finetune/{task}.py", topo, _BF16)
+    *[(f"{task} fine-tuning, bf16" + (", remat minimal" if task == "squad" else ""),
+       f"configs/finetune/{task}.py", topo, _BF16 + (_REMAT if task == "squad" else []))
       for task in ("squad", "conll2003") for topo in ("v5e-8", "v4-8")],
     # The attention kernel's memory at 512 + 128 tokens: the same step without attention
-    # dropout (which the kernel lacks), fused attention vs splash.
+    # dropout (which the kernel lacks) and without remat (so what attention keeps for the
+    # backward shows), fused attention vs splash.
+    *[(f"luke-large stage 2, remat none, no attention dropout, {attn}",
+       _LARGE2 + ("" if attn == "fused" else _SPLASH), "v5p-64",
+       ["--config.model.remat_policy=none", "--config.model.attention_probs_dropout_prob=0.0"])
+      for attn in ("fused", "splash")],
     *[(f"conll2003 fine-tuning, bf16, no attention dropout, {attn}",
        "configs/finetune/conll2003.py", "v5e-8",
        _BF16 + ["--config.model.attention_probs_dropout_prob=0.0",

@@ -271,16 +271,22 @@ def _conv_flops(inst: Instruction, shapes: dict[str, str]) -> float:
   return flops
 
 
+def _integer_args(comp: Computation, opcode: str) -> dict[str, int]:
+  """Name -> the integer in parentheses, for `opcode` instructions: a scalar constant's
+  value, a parameter's index."""
+  out = {}
+  for inst in comp.instructions:
+    match = re.fullmatch(r"\((-?\d+)\)", inst.args) if inst.opcode == opcode else None
+    if match:
+      out[inst.name] = int(match.group(1))
+  return out
+
+
 def _trip_count(condition: Computation | None) -> int | None:
   """The bound `counter < N` of a scan-style loop condition, or None."""
   if condition is None:
     return None
-  constants = {}
-  for inst in condition.instructions:
-    if inst.opcode == "constant":
-      match = re.fullmatch(r"\((-?\d+)\)", inst.args)
-      if match:
-        constants[inst.name] = int(match.group(1))
+  constants = _integer_args(condition, "constant")
   for inst in condition.instructions:
     if inst.opcode == "compare" and "direction=LT" in inst.attrs:
       for operand in inst.operands:
@@ -297,12 +303,7 @@ def _sliced_operand_bytes(fused: Computation, shapes: dict[str, str], computatio
   (directly, or through a nested fusion that only slices them)."""
   if fused.name in cache:
     return cache[fused.name]
-  params = {}
-  for inst in fused.instructions:
-    if inst.opcode == "parameter":
-      index = re.fullmatch(r"\((\d+)\)", inst.args)
-      if index:
-        params[inst.name] = int(index.group(1))
+  params = _integer_args(fused, "parameter")
   users: dict[str, list[Instruction]] = collections.defaultdict(list)
   for inst in fused.instructions:
     for operand in set(inst.operands):
