@@ -62,10 +62,12 @@ def test_entity_vocabulary_costs_its_table_not_logits():
   logits = (large - small) * masked * 4  # what [N, V] float32 logits would add: 16 tables
   temp = memory[large]["temp"] - memory[small]["temp"]
   arguments = memory[large]["arguments"] - memory[small]["arguments"]
-  # One gradient of the table (the embedding lookup's scatter-add lands in the tied decoder's
-  # gradient, in place) plus the bias's (measured on XLA:CPU: 1.08 tables). 2.0 when the
-  # clipped gradient was materialised as a second table (optax.clip_by_global_norm).
-  assert temp <= 1.5 * tables < logits / 4, (temp / tables, tables, logits)
+  # The table's gradient, and the table and its gradient in the chunked softmax's strided
+  # layout (the price of scanning chunks as the loop's input, which keeps a sharded table
+  # sharded and the backward free of a table-sized gradient per chunk): measured on XLA:CPU
+  # 3.05 tables. One more when the clipped gradient was materialised as a second table
+  # (optax.clip_by_global_norm).
+  assert temp <= 3.5 * tables < logits / 4, (temp / tables, tables, logits)
   # Parameter and Adam's two moments, plus the bias's (measured: 3.19 tables).
   assert 2.5 * tables <= arguments <= 3.5 * tables, (arguments / tables, tables)
 

@@ -166,7 +166,7 @@ def test_attention_impl_is_validated():
     preset("tiny", attention_impl="flash")
   queries, key, value, mask = _inputs(ENTITIES, jnp.float32)
   with pytest.raises(ValueError, match="unknown attention implementation"):
-    attention.fused_attention(queries, key, value, mask, WORDS, implementation="splash")
+    attention.fused_attention(queries, key, value, mask, WORDS, implementation="flash")
 
 
 @pytest.mark.slow
