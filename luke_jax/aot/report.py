@@ -57,6 +57,11 @@ class Row:
     return dataclasses.asdict(self)
 
 
+def _settings(cfg) -> dict:
+  return dict(dtype=cfg.dtype, scan_layers=cfg.scan_layers, remat_policy=cfg.remat_policy,
+              attention_impl=cfg.attention_impl)
+
+
 def mesh_text(mesh) -> str:
   return "x".join(f"{name}{size}" for name, size in mesh.shape.items())
 
@@ -99,8 +104,7 @@ def analyse(job: Job, step: Step, topology: Topology, compiled, seconds: float,
       est_step_seconds=est, est_tokens_per_s=step.tokens / est if est > 0 else 0.0,
       est_mfu=step.model_flops / (chips * chip.peak_flops * est) if est > 0 else 0.0,
       compile_seconds=seconds,
-      settings=dict(dtype=cfg.dtype, scan_layers=cfg.scan_layers,
-                    remat_policy=cfg.remat_policy, attention_impl=cfg.attention_impl),
+      settings=_settings(cfg),
       compiler_flops=float(compiler.get("flops", 0.0)) * chips,
       est_compute_seconds=cost.compute_seconds, est_collective_seconds=cost.collective_seconds,
       est_async_copy_seconds=cost.async_move_seconds,
@@ -129,8 +133,7 @@ def out_of_memory_row(job: Job, step: Step, topology: Topology, error: Exception
       hbm_capacity_bytes=topology.chip.hbm_bytes, compiled_flops=0.0,
       model_flops=step.model_flops, est_step_seconds=0.0, est_tokens_per_s=0.0, est_mfu=0.0,
       compile_seconds=seconds,
-      settings=dict(dtype=cfg.dtype, scan_layers=cfg.scan_layers,
-                    remat_policy=cfg.remat_policy, attention_impl=cfg.attention_impl),
+      settings=_settings(cfg),
       notes=list(job.notes) + [f"the TPU compiler: {line.strip()[:300]}"])
 
 
