@@ -1,6 +1,8 @@
 """`EntityVocab`: the entity vocabulary in its three file formats.
 
-- legacy TSV: `title<TAB>count` per line, id = line number;
+- legacy TSV: `title<TAB>count` per line, id = line number (0-based); as in the reference's
+  reader, every line must be an entry (a blank line would shift every later id, so it is an
+  error, as are a missing or non-integer count and an extra tab);
 - official JSONL: `{"id": 3, "entities": [["United States", "en"]], "count": 261500}`, where one
   id may carry titles in several languages (mLUKE);
 - Hugging Face `entity_vocab.json`: a flat `{"title": id}` dict, `"lang:title"` keys for mLUKE.
@@ -123,8 +125,8 @@ class EntityVocab:
   def from_dict(cls, mapping: dict[str, int], source: str = "<dict>") -> "EntityVocab":
     grouped: dict[int, list[Entity]] = {}
     for key, idx in mapping.items():
-      if not isinstance(idx, int):
-        raise ValueError(f"{source}: id of {key!r} is not an integer: {idx!r}")
+      if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+        raise ValueError(f"{source}: id of {key!r} is not a non-negative integer: {idx!r}")
       grouped.setdefault(idx, []).append(_parse_key(key))
     return cls(((idx, ents, 0) for idx, ents in sorted(grouped.items())), source)
 
@@ -143,12 +145,15 @@ class EntityVocab:
         mapping = json.loads(text)
       except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
+      if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: not a JSON object of title -> id (found a "
+                         f"{type(mapping).__name__}); want {{\"[PAD]\": 0, ...}}")
       _check_unique_ids_json(mapping, path)
       return cls.from_dict(mapping, str(path))
     if path.suffix == ".jsonl":
       return cls(_read_jsonl(text, path), str(path))
     if path.suffix == ".tsv":
-      return cls(_read_tsv(text), str(path))
+      return cls(_read_tsv(text, path), str(path))
     raise ValueError(f"{path}: unknown entity vocabulary format (want .json, .jsonl or .tsv)")
 
   def save(self, path: str | os.PathLike) -> Path:
@@ -167,6 +172,11 @@ class EntityVocab:
       ids = sorted(self._entities)
       if ids != list(range(len(ids))) or any(len(self._entities[i]) != 1 for i in ids):
         raise ValueError(f"{path}: TSV needs ids 0..n-1 with one title each")
+      bad = [self._entities[i][0].title for i in ids
+             if any(c in self._entities[i][0].title for c in "\t\r\n")]
+      if bad:  # a tab or line break in a title would shift the ids when read back
+        raise ValueError(f"{path}: title {bad[0]!r} holds a tab or line break, which TSV "
+                         "cannot store; save as .jsonl")
       with open(path, "w", encoding="utf-8") as f:
         for idx in ids:
           f.write(f"{self._entities[idx][0].title}\t{self._counts.get(idx, 0)}\n")
@@ -193,25 +203,99 @@ def _check_unique_ids_json(mapping: dict, path: Path) -> None:
     seen.setdefault(idx, key)
 
 
+def _lines(text: str) -> list[str]:
+  """Lines split at "\n" (and "\r\n") only, numbered as editors number them.
+
+  `str.splitlines` also splits at U+2028, U+0085, form feeds, ...: characters a title (and a
+  JSON string written with `ensure_ascii=False`) may hold, and a split there would shift ids.
+  """
+  lines = text.split("\n")
+  if lines and lines[-1] == "":
+    lines.pop()  # the newline ending the last line
+  return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+_JSONL_EXAMPLE = '{"id": 3, "entities": [["Tokyo", "en"]], "count": 42}'
+
+
+def _jsonl_entities(value, where: str) -> list[Entity]:
+  if not isinstance(value, list) or not value:
+    raise ValueError(f"{where}: no entities; want a non-empty list of [title, language] pairs "
+                     f"as in {_JSONL_EXAMPLE}")
+  entities = []
+  for pair in value:
+    if not isinstance(pair, list) or len(pair) != 2:
+      raise ValueError(f"{where}: entity {pair!r} is not a [title, language] pair")
+    title, language = pair
+    if not isinstance(title, str) or not title:
+      raise ValueError(f"{where}: title {title!r} is not a non-empty string")
+    if language is not None and not isinstance(language, str):
+      raise ValueError(f"{where}: language {language!r} of {title!r} is neither a string nor "
+                       "null")
+    entities.append(Entity(title, language))
+  return entities
+
+
 def _read_jsonl(text: str, path: Path):
   seen: set[int] = set()
-  for line_no, line in enumerate(text.splitlines(), 1):
+  first: dict[tuple[str, str | None], int] = {}  # entity -> line that gave it its id
+  for line_no, line in enumerate(_lines(text), 1):
     if not line.strip():
-      continue
+      continue  # ids are explicit: a blank line shifts nothing
+    where = f"{path}:{line_no}"
     try:
       item = json.loads(line)
-      idx = int(item["id"])
-      entities = [Entity(t, lang) for t, lang in item["entities"]]
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{where}: not an entity vocabulary line ({e}); want "
+                       f"{_JSONL_EXAMPLE}") from None
+    if not isinstance(item, dict) or "id" not in item or "entities" not in item:
+      raise ValueError(f"{where}: not an entity vocabulary line ({line[:80]!r}); want "
+                       f"{_JSONL_EXAMPLE}")
+    idx = item["id"]
+    if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
+      raise ValueError(f"{where}: id {idx!r} is not a non-negative integer")
+    entities = _jsonl_entities(item["entities"], where)
+    try:
       count = int(item.get("count", 0))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-      raise ValueError(f"{path}:{line_no}: not an entity vocabulary line ({e})") from None
+    except (TypeError, ValueError):
+      raise ValueError(f"{where}: count {item.get('count')!r} is not an integer") from None
     if idx in seen:
-      raise ValueError(f"{path}:{line_no}: duplicate id {idx}")
+      raise ValueError(f"{where}: duplicate id {idx}")
     seen.add(idx)
+    for entity in entities:
+      key = (entity.title, entity.language)
+      if first.get(key, line_no) != line_no:
+        raise ValueError(f"{where}: {entity.title!r} is already on line {first[key]} "
+                         f"(language {entity.language!r}); an entity takes one id")
+      first[key] = line_no
     yield idx, entities, count
 
 
-def _read_tsv(text: str):
-  for idx, line in enumerate(text.splitlines()):
-    title, _, count = line.partition("\t")
-    yield idx, [Entity(title)], int(count) if count.strip() else 0
+def _read_tsv(text: str, path: Path):
+  """`title<TAB>count` on every line; the id is the 0-based line number (the reference's
+  `EntityVocab._parse_tsv_vocab_file`, which fails on a blank line as well)."""
+  first: dict[str, int] = {}  # title -> its line
+  for idx, line in enumerate(_lines(text)):
+    line_no = idx + 1
+    where = f"{path}:{line_no}"
+    if not line.strip():
+      raise ValueError(f"{where}: blank line; a line's id is its number, so it would shift "
+                       "every later id: delete it (every line is `title<TAB>count`)")
+    fields = line.split("\t")
+    if len(fields) != 2:
+      plural = "" if len(fields) == 1 else "s"
+      raise ValueError(f"{where}: {len(fields)} tab-separated field{plural} in {line[:80]!r}; "
+                       "want `title<TAB>count`")
+    title, count = fields
+    if not title.strip():
+      raise ValueError(f"{where}: empty title; want `title<TAB>count`")
+    try:
+      count = int(count)
+    except ValueError:
+      raise ValueError(f"{where}: count {count!r} is not an integer; want "
+                       "`title<TAB>count`") from None
+    if title in first:
+      raise ValueError(f"{where}: {title!r} is already on line {first[title]}; a title takes "
+                       "one line (one id)")
+    first[title] = line_no
+    yield idx, [Entity(title)], count
