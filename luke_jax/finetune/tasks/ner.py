@@ -10,7 +10,9 @@ document as context, the sentence in the middle of the window (the paper's docum
 setting). Decoding keeps the highest-scoring non-overlapping spans.
 
 Files: CoNLL columns (`token POS chunk NER`, or just `token tag`; the first and last columns are
-used), IOB1 or IOB2, `-DOCSTART-` lines between documents and blank lines between sentences.
+used; every line of a file has the same number of columns, so a line that lost its tag column
+is an error rather than a chunk tag read as an entity type), IOB1 or IOB2, `-DOCSTART-` lines
+between documents and blank lines between sentences.
 Predictions are written back as `token gold predicted` lines (conlleval's input), in the file's
 tag scheme.
 """
@@ -295,18 +297,28 @@ def _read_text(path: str | os.PathLike) -> str:
 
 def _read_columns(path) -> list[tuple[str, str, int] | None]:
   """`(token, tag, line)` per token line, None for a sentence break, `(DOCSTART, "", line)` for
-  a document break; every tag checked."""
+  a document break; every tag checked, and every line's column count against the first's."""
   rows = []
+  columns = first = None  # the column count of the file, and the line that set it
   for number, line in enumerate(_read_text(path).splitlines(), 1):
     fields = line.split()
     if not fields:
       rows.append(None)
       continue
+    if fields[0] != DOCSTART and len(fields) < 2:
+      raise DataError(path, number, f"one column ({line.strip()!r}); expected `token ... tag`")
+    # Document markers are left out: files write them as `-DOCSTART-`, `-DOCSTART- O` or
+    # `-DOCSTART- -X- -X- O` whatever their token lines hold.
+    if fields[0] != DOCSTART:
+      if columns is None:
+        columns, first = len(fields), number
+      elif len(fields) != columns:
+        raise DataError(path, number, f"{len(fields)} columns ({line.strip()!r}), expected "
+                        f"{columns} as on line {first}: every line has the same columns "
+                        "(`token POS chunk NER` or `token tag`), the tag last")
     if fields[0] == DOCSTART:
       rows.append((DOCSTART, "", number))
       continue
-    if len(fields) < 2:
-      raise DataError(path, number, f"one column ({line.strip()!r}); expected `token ... tag`")
     tag = fields[-1]
     if not ner_metric.TAG.match(tag):
       raise DataError(path, number, f"invalid tag {tag!r}; expected O, B-TYPE or I-TYPE "
