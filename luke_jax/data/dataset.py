@@ -9,6 +9,13 @@
 tensorflow-datasets writes into an `incomplete.*` directory and renames it when every shard is
 finished, so a killed build never leaves shards that look complete; a rerun with the same
 arguments removes the leftovers and builds again. TensorFlow itself is not needed.
+
+A dump that ends early (truncated or corrupt) stops the build before any example is written,
+unless `allow_truncated_dump` accepts it: `metadata.json` then says `"partial"`, and opening
+the dataset logs it. `metadata.json` also records each shard's file, record count and size;
+`data_source` checks the shards against it (and against tensorflow-datasets' own shard lengths)
+when the dataset is opened, so a truncated or replaced shard is named there rather than failing
+a training step.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ from absl import logging
 RECORDS = "records"
 NAME = "luke_pretraining"
 VERSION = "1.0.0"
+
+
+class DatasetError(ValueError):
+  """A dataset directory whose files do not match its `metadata.json`."""
 
 
 @functools.cache
@@ -91,12 +102,19 @@ def _process(page):
 
 
 def generate_examples(dump: str, tokenizer_dir: str, entity_vocab: str, config: dict,
-                      workers: int, max_num_documents: int | None, stats_file: str
-                      ) -> Iterator[tuple[str, dict]]:
-  """Yields `(key, example)` for tfds; writes counters to `stats_file` when done."""
+                      workers: int, max_num_documents: int | None, stats_file: str,
+                      allow_truncated_dump: bool = False) -> Iterator[tuple[str, dict]]:
+  """Yields `(key, example)` for tfds; writes counters to `stats_file` when done.
+
+  Raises:
+    wikipedia.DumpError: the dump ends early and `allow_truncated_dump` is False (raised by
+      the redirect pass, which reads the whole dump, before any example is yielded).
+  """
   from luke_jax.data import entity_vocab_builder, wikipedia  # pylint: disable=g-import-not-at-top
   from luke_jax.data.examples import ExampleConfig  # pylint: disable=g-import-not-at-top
-  redirects = wikipedia.read_redirects(dump)
+  redirect_stats = wikipedia.DumpStats()
+  redirects = wikipedia.read_redirects(dump, stats=redirect_stats)
+  partial = wikipedia.check_complete(redirect_stats, dump, allow_truncated_dump)
   dump_stats = wikipedia.DumpStats()
   pages = (p for p in wikipedia.iter_pages(dump, dump_stats) if p.redirect is None)
   if max_num_documents:
@@ -131,6 +149,9 @@ def generate_examples(dump: str, tokenizer_dir: str, entity_vocab: str, config: 
     if pool is not None:
       pool.close()
       pool.join()
+  # The dump changed since the redirect pass (still being written or copied?): refuse as well.
+  partial = partial or wikipedia.check_complete(dump_stats, dump, allow_truncated_dump)
+  counts["partial"] = partial
   counts["dump"] = {k: v for k, v in vars(dump_stats).items()}
   counts["seconds"] = time.time() - start
   Path(stats_file).write_text(json.dumps(counts, indent=1, default=str))
@@ -140,8 +161,30 @@ def generate_examples(dump: str, tokenizer_dir: str, entity_vocab: str, config: 
 def build(dump: str | os.PathLike, tokenizer_dir: str | os.PathLike,
           entity_vocab: str | os.PathLike, output_dir: str | os.PathLike, *,
           config: dict | None = None, workers: int | None = None,
-          max_num_documents: int | None = None) -> dict:
-  """Builds the dataset directory; returns its metadata. Idempotent for the same arguments."""
+          max_num_documents: int | None = None, allow_truncated_dump: bool = False) -> dict:
+  """Builds the dataset directory; returns its metadata. Idempotent for the same arguments.
+
+  Args:
+    dump: the Wikipedia dump.
+    tokenizer_dir: the tokenizer (copied into the dataset).
+    entity_vocab: the entity vocabulary (copied into the dataset as `entity_vocab.jsonl`).
+    output_dir: the dataset directory; files already there that are not the dataset's are
+      left alone.
+    config: `ExampleConfig` fields.
+    workers: processes converting pages (default: every CPU).
+    max_num_documents: use only the first articles.
+    allow_truncated_dump: build from a truncated or corrupt dump, up to the damage; the
+      metadata's `"partial"` then holds the notice. Without it such a dump raises.
+
+  Returns:
+    The contents of `metadata.json`.
+
+  Raises:
+    wikipedia.DumpError: the dump is unreadable, or ends early and `allow_truncated_dump` is
+      False; `metadata.json` is not written then.
+    FileExistsError: `output_dir` holds a dataset built with other arguments, or a partial one
+      and `allow_truncated_dump` is False.
+  """
   from luke_jax.data.examples import ExampleConfig  # pylint: disable=g-import-not-at-top
   from luke_jax.tokenization.entity_vocab import EntityVocab  # pylint: disable=g-import-not-at-top
   from luke_jax.tokenization.tokenizer import LukeTokenizer  # pylint: disable=g-import-not-at-top
@@ -154,10 +197,16 @@ def build(dump: str | os.PathLike, tokenizer_dir: str | os.PathLike,
   if meta_file.exists():
     meta = json.loads(meta_file.read_text())
     if meta.get("arguments") == args:
+      if meta.get("partial") and not allow_truncated_dump:
+        raise FileExistsError(f"{meta_file}: the dataset there was built from a truncated dump "
+                              "(it is partial); pass --allow_truncated_dump to keep it, or "
+                              "choose another --output_dir")
       logging.info("%s is already complete; nothing to do", output_dir)
       return meta
-    raise FileExistsError(f"{output_dir} holds a dataset built with other arguments; "
-                          "choose another --output_dir or delete it")
+    changed = sorted(k for k in set(args) | set(meta.get("arguments") or {})
+                     if args.get(k) != (meta.get("arguments") or {}).get(k))
+    raise FileExistsError(f"{output_dir} holds a dataset built with other arguments "
+                          f"({', '.join(changed)}); choose another --output_dir or delete it")
   output_dir.mkdir(parents=True, exist_ok=True)
   records = output_dir / RECORDS
   for leftover in records.glob(f"{NAME}/incomplete.*") if records.exists() else []:
@@ -168,7 +217,8 @@ def build(dump: str | os.PathLike, tokenizer_dir: str | os.PathLike,
   build_args = dict(dump=str(dump), tokenizer_dir=str(tokenizer_dir),
                     entity_vocab=str(entity_vocab), config=cfg,
                     workers=workers or os.cpu_count() or 1,
-                    max_num_documents=max_num_documents, stats_file=str(stats_file))
+                    max_num_documents=max_num_documents, stats_file=str(stats_file),
+                    allow_truncated_dump=allow_truncated_dump)
   builder = _builder_class()(build_args=build_args,
                              max_mention_length=cfg["max_mention_length"],
                              data_dir=str(records), file_format="array_record")
@@ -176,13 +226,18 @@ def build(dump: str | os.PathLike, tokenizer_dir: str | os.PathLike,
   stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
   tokenizer.save_pretrained(output_dir)
   vocab.save(output_dir / "entity_vocab.jsonl")
+  split = _split_info(output_dir)
+  shards = [{"file": _shard_key(path), "records": int(records),
+             "bytes": (output_dir / _shard_key(path)).stat().st_size}
+            for path, records in zip(split.filepaths, split.shard_lengths)]
   meta = {"number_of_items": builder.info.splits["train"].num_examples,
           "max_seq_length": cfg["max_seq_length"],
           "max_entity_length": cfg["max_entity_length"],
           "max_mention_length": cfg["max_mention_length"],
           "min_sentence_length": cfg["min_sentence_length"],
           "tokenizer_class": tokenizer.word_pieces.kind, "language": cfg["language"],
-          "stats": stats, "arguments": args}
+          "partial": stats.get("partial"), "shards": shards, "stats": stats,
+          "arguments": args}
   tmp = output_dir / ".metadata.json.tmp"
   tmp.write_text(json.dumps(meta, indent=1, default=str))
   os.replace(tmp, meta_file)
@@ -190,15 +245,103 @@ def build(dump: str | os.PathLike, tokenizer_dir: str | os.PathLike,
   return meta
 
 
+def _split_info(dataset_dir: Path):
+  """tensorflow-datasets' record of the train split: `filepaths`, `shard_lengths`, ..."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder_from_directory(str(dataset_dir / RECORDS / NAME / VERSION)).info.splits[
+      "train"]
+
+
+def _count_records(path: Path) -> int:
+  """Records of one ArrayRecord file, from its footer (no record is read)."""
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  # The options tfds's data source uses; without readahead, opening reads only the index.
+  reader = array_record_module.ArrayRecordReader(str(path), "readahead_buffer_size:0")
+  try:
+    return reader.num_records()
+  finally:
+    reader.close()  # a damaged file raises here if not before
+
+
+def _shard_key(path) -> str:
+  """A shard's name in `metadata.json`: its path under the dataset directory."""
+  return f"{RECORDS}/{NAME}/{VERSION}/{Path(str(path)).name}"
+
+
+def verify_shards(dataset_dir: str | os.PathLike, meta: dict, split=None) -> None:
+  """Checks that every shard holds the records the dataset's metadata says it does.
+
+  Cheap: each file's record count comes from its footer. Datasets built before shards were
+  recorded in `metadata.json` are checked against tensorflow-datasets' shard lengths alone.
+
+  Args:
+    dataset_dir: the dataset directory.
+    meta: its `metadata.json`.
+    split: tensorflow-datasets' split info (read from the directory when None).
+
+  Raises:
+    DatasetError: a shard is missing, unreadable, or holds another number of records (or
+      bytes) than recorded; the message names the shard and says to rebuild.
+  """
+  dataset_dir = Path(dataset_dir)
+  meta_file = dataset_dir / "metadata.json"
+  info_file = dataset_dir / RECORDS / NAME / VERSION / "dataset_info.json"
+  rebuild = ("rebuild the dataset with luke_jax.data.build_pretraining_dataset (into a new "
+             "--output_dir, or after deleting this one)")
+  split = split if split is not None else _split_info(dataset_dir)
+  # tfds indexes records through these lengths: they must match the files.
+  expected = {_shard_key(path): int(n) for path, n in zip(split.filepaths, split.shard_lengths)}
+  total = sum(expected.values())
+  if total != meta.get("number_of_items", total):
+    raise DatasetError(f"{info_file}: its shards hold {total} records but {meta_file} says "
+                       f"number_of_items={meta['number_of_items']}; {rebuild}")
+  recorded = {s["file"]: s for s in meta.get("shards") or []}
+  if recorded and {k: s["records"] for k, s in recorded.items()} != expected:
+    raise DatasetError(f"{info_file} and {meta_file} list different shards or record counts "
+                       f"(the records directory was replaced?); {rebuild}")
+  for key, records in expected.items():
+    path = dataset_dir / key
+    if not path.exists():
+      raise DatasetError(f"{path}: shard missing ({meta_file} expects {records} records "
+                         f"there); {rebuild}")
+    try:
+      found = _count_records(path)
+    except (RuntimeError, OSError, ValueError) as e:
+      reason = " ".join(str(e).split())  # one line
+      raise DatasetError(f"{path}: unreadable ArrayRecord shard, truncated or corrupt "
+                         f"({reason}); {rebuild}") from None
+    if found != records:
+      raise DatasetError(f"{path}: {found} records, expected {records} (the shard is truncated "
+                         f"or was replaced); {rebuild}")
+    size = path.stat().st_size
+    if key in recorded and size != recorded[key]["bytes"]:
+      raise DatasetError(f"{path}: {size} bytes, expected {recorded[key]['bytes']} as "
+                         f"{meta_file} records (the shard was modified or replaced); {rebuild}")
+
+
 def data_source(dataset_dir: str | os.PathLike):
-  """Random access to the examples (`len`, `[i]` -> dict of numpy arrays)."""
+  """Random access to the examples (`len`, `[i]` -> dict of numpy arrays).
+
+  Raises:
+    FileNotFoundError: no `metadata.json` (the dataset is missing or its build did not finish).
+    DatasetError: a shard does not match the metadata (see `verify_shards`).
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   dataset_dir = Path(dataset_dir)
-  if not (dataset_dir / "metadata.json").exists():
+  meta_file = dataset_dir / "metadata.json"
+  if not meta_file.exists():
     raise FileNotFoundError(f"{dataset_dir}: no metadata.json; the dataset is missing or its "
                             "build did not finish")
-  version_dir = dataset_dir / RECORDS / NAME / VERSION
-  return tfds.builder_from_directory(str(version_dir)).as_data_source(split="train")
+  try:
+    meta = json.loads(meta_file.read_text())
+  except json.JSONDecodeError as e:
+    raise DatasetError(f"{meta_file}: not valid JSON ({e}); rebuild the dataset with "
+                       "luke_jax.data.build_pretraining_dataset") from None
+  builder = tfds.builder_from_directory(str(dataset_dir / RECORDS / NAME / VERSION))
+  verify_shards(dataset_dir, meta, builder.info.splits["train"])
+  if meta.get("partial"):
+    logging.warning("%s: %s", dataset_dir, meta["partial"])
+  return builder.as_data_source(split="train")
 
 
 def read_pretraining_examples(dataset_dir: str | os.PathLike) -> Iterator[dict[str, np.ndarray]]:

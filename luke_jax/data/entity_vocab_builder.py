@@ -22,8 +22,8 @@ from typing import Iterable, Iterator, Sequence
 
 from absl import logging
 
-from luke_jax.data.wikipedia import (DumpStats, RawPage, iter_raw_pages, normalize_title,
-                                     parse_page, resolve)
+from luke_jax.data.wikipedia import (DumpStats, RawPage, check_complete, iter_raw_pages,
+                                     normalize_title, parse_page, resolve)
 from luke_jax.tokenization.entity_vocab import Entity, EntityVocab
 
 SPECIALS = ("[PAD]", "[UNK]", "[MASK]")
@@ -37,6 +37,9 @@ class LinkCounts:
   articles: set[str]  # titles of non-redirect pages
   redirects: dict[str, str]  # normalised source -> normalised target
   stats: DumpStats
+  # For a dump that ended early and was accepted (`allow_truncated_dump`), the one-line
+  # "PARTIAL: ..." notice of `wikipedia.check_complete`; None for a dump read to its end.
+  partial: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,7 @@ def eta(stats: DumpStats, elapsed: float) -> str:
 
 
 def count_links(dump_path: str | os.PathLike, workers: int = 1, chunk_size: int = 16,
-                log_every_s: float = 30.0) -> LinkCounts:
+                log_every_s: float = 30.0, allow_truncated_dump: bool = False) -> LinkCounts:
   """Counts the links of every article of a dump, targets resolved through its redirects.
 
   Args:
@@ -80,12 +83,15 @@ def count_links(dump_path: str | os.PathLike, workers: int = 1, chunk_size: int 
     workers: processes converting wikitext; 1 converts in this process, 0 uses every CPU.
     chunk_size: pages per task sent to a worker.
     log_every_s: seconds between progress lines.
+    allow_truncated_dump: count the pages of a truncated or corrupt dump up to the damage
+      (`LinkCounts.partial` then says so) instead of raising.
 
   Returns:
     The counts, article titles, redirects and reading statistics.
 
   Raises:
-    wikipedia.DumpError: no page could be read from the dump.
+    wikipedia.DumpError: no page could be read from the dump, or it ends early (truncated or
+      corrupt) and `allow_truncated_dump` is False.
   """
   stats = DumpStats()
   raw_counts: collections.Counter = collections.Counter()
@@ -148,7 +154,8 @@ def count_links(dump_path: str | os.PathLike, workers: int = 1, chunk_size: int 
   elapsed = max(time.monotonic() - started, 1e-9)
   logging.info("%s: %d pages in %.1f s (%.0f pages/s)", os.fspath(dump_path), stats.pages,
                elapsed, stats.pages / elapsed)
-  return LinkCounts(counts, articles, redirects, stats)
+  partial = check_complete(stats, dump_path, allow_truncated_dump)
+  return LinkCounts(counts, articles, redirects, stats, partial)
 
 
 def select_titles(link_counts: LinkCounts, vocab_size: int, min_count: int = 1,

@@ -17,6 +17,12 @@ Bad input never crashes the stream in the middle:
   `DumpStats.truncated` is set; the pages read before it have been yielded;
 * an input from which not a single page could be read (empty file, not XML, not a dump) raises
   `DumpError`, because that is a wrong argument rather than a damaged dump.
+
+The reader itself never refuses a damaged dump; the tools that build something from one
+(`build_entity_vocab`, `train_sentencepiece`, `build_pretraining_dataset`) call
+`check_complete` once they have read it, which raises `DumpError` unless the user accepted a
+partial dump with `--allow_truncated_dump`: an output built from half a dump must not look
+like one built from all of it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from luke_jax.data.wikitext import (  # pylint: disable=unused-import
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_EXAMPLES = 20
+# The command-line flag (and keyword argument) of every tool that accepts a truncated dump.
+ALLOW_TRUNCATED_FLAG = "--allow_truncated_dump"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _REDIRECT_TARGET = re.compile(r"\s*#[^\[\n]*\[\[([^\]|\n]*)")
 
@@ -73,6 +81,7 @@ class DumpStats:
   dropped_paragraphs: int = 0  # paragraphs dropped for leftover wikitext syntax
   errors: int = 0
   truncated: bool = False
+  truncation: str = ""  # why the dump ended early ("EOFError: ..."), when `truncated`
   last_title: str | None = None
   error_examples: list[str] = dataclasses.field(default_factory=list)
   # Compressed bytes consumed and the file size: progress and ETA for streaming readers.
@@ -162,6 +171,7 @@ def iter_raw_pages(dump_path: str | os.PathLike, stats: DumpStats | None = None,
                    f"({type(e).__name__}: {e})")
         stats.record_error(message)
         stats.truncated = True
+        stats.truncation = f"{type(e).__name__}: {e}"
         if read_here == 0:
           raise DumpError(f"{path}: no page could be read ({type(e).__name__}: {e})") from None
         logger.error("%s; the stream ends here", message)
@@ -274,9 +284,49 @@ def iter_pages(dump_path: str | os.PathLike, stats: DumpStats | None = None,
     yield page
 
 
-def read_redirects(dump_path: str | os.PathLike,
-                   namespaces: Collection[int] | None = (0,)) -> dict[str, str]:
-  """Normalised source title -> normalised target, without converting any wikitext."""
+def read_redirects(dump_path: str | os.PathLike, namespaces: Collection[int] | None = (0,),
+                   stats: DumpStats | None = None) -> dict[str, str]:
+  """Normalised source title -> normalised target, without converting any wikitext.
+
+  Args:
+    dump_path: the dump (see `iter_raw_pages`).
+    namespaces: namespaces to read; None for all.
+    stats: counters to update; `stats.truncated` tells whether the whole dump was read.
+  """
   return {normalize_title(raw.title): raw.redirect
-          for raw in iter_raw_pages(dump_path, namespaces=namespaces)
+          for raw in iter_raw_pages(dump_path, stats, namespaces=namespaces)
           if raw.redirect is not None}
+
+
+def check_complete(stats: DumpStats, dump_path: str | os.PathLike,
+                   allow_truncated_dump: bool = False) -> str | None:
+  """Refuses a dump that ended early, unless the user accepted a partial one.
+
+  Call it after reading the dump with `stats`, before writing anything that marks an output
+  complete.
+
+  Args:
+    stats: the counters of the pass over the dump.
+    dump_path: the dump, for the messages.
+    allow_truncated_dump: accept a truncated or corrupt dump (the `--allow_truncated_dump`
+      flag): log a warning and return the notice instead of raising.
+
+  Returns:
+    None for a dump read to its end; for an accepted partial dump, a one-line notice (starting
+    with "PARTIAL") that callers store with their output.
+
+  Raises:
+    DumpError: the dump is truncated or corrupt and `allow_truncated_dump` is False.
+  """
+  if not stats.truncated:
+    return None
+  cause = " ".join((stats.truncation or "malformed input").split())  # one line
+  where = (f"{os.fspath(dump_path)}: the dump is truncated or corrupt: reading stopped after "
+           f"page {stats.last_title!r} ({cause}), {stats.pages} pages read")
+  if not allow_truncated_dump:
+    raise DumpError(f"{where}; download the dump again (compare its size and checksum with "
+                    f"the published ones), or pass {ALLOW_TRUNCATED_FLAG} to build from the "
+                    "pages before the damage")
+  notice = f"PARTIAL: {where}; the output covers only those pages ({ALLOW_TRUNCATED_FLAG})"
+  logger.warning("%s", notice)
+  return notice
