@@ -2,7 +2,8 @@ r"""Builds an entity vocabulary (JSONL) from a Wikipedia dump.
 
   python -m luke_jax.data.build_entity_vocab --dump=enwiki-latest-pages-articles.xml.bz2 \
       --output=entity_vocab.jsonl --vocab_size=500000 [--min_count=1] [--language=en] \
-      [--white_list=titles.txt] [--white_list_only] [--include_mask2] [--workers=8]
+      [--white_list=titles.txt] [--white_list_only] [--include_mask2] [--workers=8] \
+      [--allow_truncated_dump]
 
 The equivalent of the reference's `build-dump-db` followed by `build-entity-vocab`; see
 `luke_jax.data.entity_vocab_builder` for the ordering rules.
@@ -17,7 +18,7 @@ from absl import app, flags, logging
 
 from luke_jax.data.entity_vocab_builder import (MASK2, SPECIALS, build_entity_vocab, count_links,
                                                save_atomic)
-from luke_jax.data.wikipedia import DumpError
+from luke_jax.data.wikipedia import ALLOW_TRUNCATED_FLAG, DumpError
 
 _DUMP = flags.DEFINE_string("dump", None, "MediaWiki XML dump (.xml.bz2, .xml.gz or .xml).")
 _OUTPUT = flags.DEFINE_string("output", None, "Vocabulary to write (.jsonl; .json, .tsv too).")
@@ -33,6 +34,10 @@ _INCLUDE_MASK2 = flags.DEFINE_bool("include_mask2", False, "Append [MASK2] after
 _WORKERS = flags.DEFINE_integer("workers", 1, "Processes converting wikitext; 0 = every CPU.",
                                 lower_bound=0)
 _TOP = flags.DEFINE_integer("top", 10, "Entries to print.", lower_bound=0)
+_ALLOW_TRUNCATED = flags.DEFINE_bool(
+    ALLOW_TRUNCATED_FLAG.lstrip("-"), False,
+    "Build from a truncated or corrupt dump, up to the damage (the output is then partial); "
+    "without it such a dump is an error and nothing is written.")
 
 flags.mark_flags_as_required(["dump", "output"])
 
@@ -50,7 +55,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    counts = count_links(_DUMP.value, workers=_WORKERS.value)
+    counts = count_links(_DUMP.value, workers=_WORKERS.value,
+                         allow_truncated_dump=_ALLOW_TRUNCATED.value)
   except (OSError, DumpError) as e:
     sys.exit(f"build_entity_vocab: {e}")
   stats = counts.stats
@@ -66,6 +72,8 @@ def main(argv: list[str]) -> None:
         f"{', truncated' if stats.truncated else ''})")
   print(f"links: {stats.links} to {len(counts.counts)} distinct targets (after redirects)")
   print(f"entity vocabulary: {len(vocab)} entries -> {path}")
+  if counts.partial:
+    print(counts.partial)
   print(f"top {_TOP.value} entities (id, title, links):")
   for idx in range(len(SPECIALS), min(len(SPECIALS) + _TOP.value, len(vocab))):
     entity = vocab.get_entities(idx)[0]

@@ -1,17 +1,19 @@
 r"""Build LUKE pretraining examples from a Wikipedia dump.
 
   python -m luke_jax.data.build_pretraining_dataset --dump=DUMP --tokenizer=TOKDIR \
-      --entity_vocab=entity_vocab.jsonl --output_dir=DATASET
+      --entity_vocab=entity_vocab.jsonl --output_dir=DATASET [--allow_truncated_dump]
 
 Runs one worker process per core. Rerunning with the same arguments after a crash finishes the
-job; a finished dataset is left alone.
+job; a finished dataset is left alone. A truncated or corrupt dump is an error (no dataset is
+written) unless --allow_truncated_dump accepts the pages before the damage; `metadata.json`
+then says `"partial"`.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
-from luke_jax.data import dataset
+from luke_jax.data import dataset, wikipedia
 
 _DUMP = flags.DEFINE_string("dump", None, "MediaWiki XML dump (.xml or .xml.bz2).", required=True)
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "Tokenizer directory.", required=True)
@@ -30,6 +32,10 @@ _MAX_DOCS = flags.DEFINE_integer("max_num_documents", None, "Use only the first 
 _LANGUAGE = flags.DEFINE_string("language", None, "Language of the entity vocabulary entries "
                                 "(null in monolingual vocabularies, as the reference).")
 _WORKERS = flags.DEFINE_integer("workers", None, "Worker processes (default: all cores).")
+_ALLOW_TRUNCATED = flags.DEFINE_bool(
+    wikipedia.ALLOW_TRUNCATED_FLAG.lstrip("-"), False,
+    "Build from a truncated or corrupt dump, up to the damage (the dataset is then marked "
+    "partial); without it such a dump is an error and no dataset is written.")
 
 
 def main(argv):
@@ -41,10 +47,13 @@ def main(argv):
                 abstract_only=_ABSTRACT.value, language=_LANGUAGE.value)
   meta = dataset.build(_DUMP.value, _TOKENIZER.value, _ENTITY_VOCAB.value, _OUTPUT_DIR.value,
                        config=config, workers=_WORKERS.value,
-                       max_num_documents=_MAX_DOCS.value)
+                       max_num_documents=_MAX_DOCS.value,
+                       allow_truncated_dump=_ALLOW_TRUNCATED.value)
   stats = meta.get("stats", {})
   print(f"{meta['number_of_items']} examples from {stats.get('pages', '?')} pages "
         f"({stats.get('page_errors', 0)} pages failed) in {_OUTPUT_DIR.value}")
+  if meta.get("partial"):
+    print(meta["partial"])
 
 
 if __name__ == "__main__":
