@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from luke_jax import checkpoint as luke_checkpoint
 from luke_jax import pretrained as luke_pretrained
 from luke_jax import sharding
-from luke_jax.finetune import batching, init as init_lib, tasks
+from luke_jax.finetune import batching, init as init_lib, sizes, tasks
 from luke_jax.finetune.task import Features, Task
 from luke_jax.models import registry
 from luke_jax.models.config import LukeConfig
@@ -264,6 +264,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
                      "`python -m luke_jax.convert` or pretraining, or a transformers LUKE dir)")
   init_dir = Path(tc.init_checkpoint)
   base_config, stored_arch, _ = luke_checkpoint.read_config(init_dir)
+  sizes.check_data_config(config.data, base_config.replace(**model_overrides(config)), init_dir)
   files = {split: _checked_file(config, split, split == "train")
            for split in ("train", "dev", "test")}
   task = _make_task(config, init_dir)
@@ -275,6 +276,8 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   if not len(features["train"]):
     raise ValueError(f"{files['train']}: no training features")
   model_config = base_config.replace(**model_overrides(config), **task.head_config(labels))
+  for split, f in features.items():
+    sizes.check_features(f.arrays, model_config, f"config.data.{split}_file={files[split]}")
   module = registry.build(task.architecture, model_config)
 
   runner = Runner(config, task, module, features["train"].arrays)
@@ -426,11 +429,13 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   Returns:
     One prediction per example.
   """
-  config = run_config.migrate(config)
+  config = run_config.checked(config)
   checkpoint_dir = Path(checkpoint_dir)
   if not Path(input_file).is_file():
     raise FileNotFoundError(f"{input_file}: no such file")
   task = _make_task(config, checkpoint_dir)
+  sizes.check_data_config(config.data, luke_checkpoint.read_config(checkpoint_dir)[0],
+                          checkpoint_dir)
   module, params = luke_pretrained.from_pretrained(
       checkpoint_dir, dtype=config.model.get("dtype"))
   if type(module).__name__ != task.architecture:
@@ -439,6 +444,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   labels = [name for _, name in module.config.id2label] if task.has_labels else []
   examples = task.read_raw(input_file) if raw else task.read(input_file, "predict")
   features = task.featurize(examples, labels, "predict")
+  sizes.check_features(features.arrays, module.config, str(input_file))
   runner = Runner(config, task, module, features.arrays)
   batch = _round_up(config.train.eval_batch_size, runner.shards * jax.process_count())
   params = jax.device_put(params, runner.param_shardings())

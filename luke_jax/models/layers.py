@@ -89,9 +89,14 @@ class Embed(nn.Module):
         (self.num_embeddings, self.features), self.param_dtype)
 
   def __call__(self, ids: Array) -> Array:
+    # An id outside the table reads a row of NaN, never a valid-looking row: `jnp.take` would
+    # wrap a negative id to the end of the table (NumPy semantics), and clamping would hide a
+    # tokenizer/model mismatch. The NaN reaches the loss, which stops the run.
+    ids = jnp.where(ids < 0, self.num_embeddings, ids)
     # Gather, then cast: casting first would convert the whole table (500K entity rows) every
     # step, and its gradient back, for the few rows a batch reads.
-    return jnp.asarray(jnp.take(self.embedding, ids, axis=0), self.dtype)
+    rows = jnp.take(self.embedding, ids, axis=0, mode="fill", fill_value=jnp.nan)
+    return jnp.asarray(rows, self.dtype)
 
   def attend(self, x: Array) -> Array:
     """`x @ table.T`: scores against every row, as a tied output decoder does."""

@@ -114,7 +114,20 @@ def check(config: ml_collections.ConfigDict) -> None:
   for name in ("steps", "num_epochs"):
     if int(t.get(name, 0)) < 0:
       raise ValueError(f"config.train.{name}={t[name]} must be 0 or more")
+  if "eval_batch_size" in t and int(t.eval_batch_size) < 1:
+    raise ValueError(f"config.train.eval_batch_size={t.eval_batch_size} must be at least 1")
   o = config.optim
+  if not float(o.learning_rate) > 0.0:
+    raise ValueError(f"config.optim.learning_rate={o.learning_rate} must be above 0 (the peak "
+                     "of the schedule)")
+  for name in ("b1", "b2"):
+    if not 0.0 <= float(o[name]) < 1.0:
+      raise ValueError(f"config.optim.{name}={o[name]} must be in [0, 1)")
+  if not float(o.eps) > 0.0:
+    raise ValueError(f"config.optim.eps={o.eps} must be above 0")
+  for name in ("weight_decay", "max_grad_norm", "total_steps"):
+    if float(o[name]) < 0:
+      raise ValueError(f"config.optim.{name}={o[name]} must be 0 or more")
   if int(o.warmup_steps) < 0 or not 0.0 <= float(o.warmup_ratio) <= 1.0:
     raise ValueError(f"config.optim: warmup_steps={o.warmup_steps} must be >= 0 and "
                      f"warmup_ratio={o.warmup_ratio} in [0, 1]")
