@@ -21,6 +21,8 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
+from luke_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Fine-tuning configuration file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, predictions and results go.")
@@ -44,11 +46,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from luke_jax.training import config as run_config  # pylint: disable=g-import-not-at-top
+  # A wrong setting is one line on stderr, not the line after a page-long config dump.
+  config, workdir = run_config.checked(_CONFIG.value), Path(_WORKDIR.value)
   if _JAX_DISTRIBUTED.value:
     jax.distributed.initialize()
   jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
   from luke_jax.finetune import tasks, trainer  # pylint: disable=g-import-not-at-top
-  config, workdir = _CONFIG.value, Path(_WORKDIR.value)
   if _PREDICT_ONLY.value:
     if not _PREDICT_FILE.value:
       raise app.UsageError("--predict_only needs --predict_file")
@@ -73,4 +77,4 @@ if __name__ == "__main__":
   from luke_jax.training import config as run_config  # pylint: disable=g-import-not-at-top
   # ml_collections reads the overrides from sys.argv itself, so the old names are renamed there.
   sys.argv = run_config.rewrite_flags(sys.argv)
-  app.run(main)
+  cli.run(main)

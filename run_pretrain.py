@@ -29,6 +29,8 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
+from luke_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
@@ -54,13 +56,15 @@ def main(argv):
                                     process_id=_PROCESS_ID.value).items() if v is not None}
   if explicit and not _JAX_DISTRIBUTED.value:
     raise app.UsageError(f"--{', --'.join(explicit)} need --jax_distributed")
+  from luke_jax.training import config as run_config  # pylint: disable=g-import-not-at-top
+  # A wrong setting is one line on stderr, not the line after a page-long config dump.
+  config, workdir = run_config.checked(_CONFIG.value), Path(_WORKDIR.value)
   if _JAX_DISTRIBUTED.value:
     jax.distributed.initialize(**explicit)
   jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
   logging.info("process %d of %d", jax.process_index(), jax.process_count())
-  logging.info("config:\n%s", _CONFIG.value)
+  logging.info("config:\n%s", config)
   from luke_jax.pretraining import train  # pylint: disable=g-import-not-at-top
-  config, workdir = _CONFIG.value, Path(_WORKDIR.value)
   result = train.train_and_evaluate(config, workdir)
   if result.preempted:
     print(f"run_pretrain.py: stopped at step {result.step}; rerun the same command to resume",
@@ -78,4 +82,4 @@ if __name__ == "__main__":
   from luke_jax.training import config as run_config  # pylint: disable=g-import-not-at-top
   # ml_collections reads the overrides from sys.argv itself, so the old names are renamed there.
   sys.argv = run_config.rewrite_flags(sys.argv)
-  app.run(main)
+  cli.run(main)

@@ -11,7 +11,8 @@ Takes the run's own config and `--config.*` overrides, builds the exact step the
 libtpu describes them, and compiles it with the real TPU compiler: nothing is allocated or
 executed, no TPU is needed (`pip install -e '.[tpu]'`: libtpu). Prints one table row per step
 (per-device HBM against the chip's, FLOPs, an estimated step time and MFU); exits 1 naming
-what to change when a step does not fit, 2 on a bad flag or config.
+what to change when a step does not fit, 2 on a bad flag or config (one line on stderr; see
+`luke_jax.cli` for how to see its traceback).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 from absl import app, flags  # noqa: E402
 from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from luke_jax import cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's configuration file.",
                                           lock_config=True)
@@ -69,48 +72,41 @@ def main(argv):
   jax.config.update("jax_threefry_partitionable", True)  # as run_pretrain.py / run_finetune.py
   from luke_jax.aot import report, search, topology as topology_lib
   from luke_jax.training import config as run_config
-  try:
-    topology = topology_lib.parse(_TOPOLOGY.value)
-    config = run_config.checked(_CONFIG.value)
-  except ValueError as e:
-    _say(f"luke_jax.aot: {e}")
-    return 2
+  # A ValueError (a bad topology, config or job) ends the run through cli.run: exit 2.
+  topology = topology_lib.parse(_TOPOLOGY.value)
+  config = run_config.checked(_CONFIG.value)
   try:
     topology.devices()
   except Exception as e:  # libtpu missing or refusing the name
-    _say(f"luke_jax.aot: cannot describe {topology.libtpu_name} ({e}); install libtpu: "
+    _say(f"luke_jax.aot: error: cannot describe {topology.libtpu_name} ({e}); install libtpu: "
          "pip install -e '.[tpu]'")
     return 2
   dump = Path(_DUMP_HLO.value) if _DUMP_HLO.value else None
-  try:
-    if _SEARCH.value:
-      rows = []
-      from luke_jax.aot import jobs
-      heads = jobs.build(config, topology.devices(), _PRESET.value).model_config \
-          .num_attention_heads
-      for label, candidate in search.candidates(config, topology.chips, heads):
-        _say(f"--search: {label}")
-        try:
-          rows += [r for r in _compile_all(candidate, topology, dump) if r.step == "train"]
-        except Exception as e:  # a candidate the compiler refuses is reported and skipped
-          _say(f"--search: {label}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+  if _SEARCH.value:
+    rows = []
+    from luke_jax.aot import jobs
+    heads = jobs.build(config, topology.devices(), _PRESET.value).model_config \
+        .num_attention_heads
+    for label, candidate in search.candidates(config, topology.chips, heads):
+      _say(f"--search: {label}")
+      try:
+        rows += [r for r in _compile_all(candidate, topology, dump) if r.step == "train"]
+      except Exception as e:  # a candidate the compiler refuses is reported and skipped
+        _say(f"--search: {label}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    rows.sort(key=lambda r: (not r.fits, r.est_step_seconds))
+    best = next((r for r in rows if r.fits), None)
+    if best is not None:
+      mesh = tuple(int(x) for x in re.findall(r"\d+", best.mesh))
+      remat = best.settings["remat_policy"]
+      _say(f"--search: {search.label(mesh, remat, False)} (the best mesh, layer loop)")
+      try:
+        rows += [r for r in _compile_all(search.variant(config, mesh, remat, False),
+                                         topology, dump) if r.step == "train"]
+      except Exception as e:  # pylint: disable=broad-except
+        _say(f"--search: layer loop: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
       rows.sort(key=lambda r: (not r.fits, r.est_step_seconds))
-      best = next((r for r in rows if r.fits), None)
-      if best is not None:
-        mesh = tuple(int(x) for x in re.findall(r"\d+", best.mesh))
-        remat = best.settings["remat_policy"]
-        _say(f"--search: {search.label(mesh, remat, False)} (the best mesh, layer loop)")
-        try:
-          rows += [r for r in _compile_all(search.variant(config, mesh, remat, False),
-                                           topology, dump) if r.step == "train"]
-        except Exception as e:  # pylint: disable=broad-except
-          _say(f"--search: layer loop: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-        rows.sort(key=lambda r: (not r.fits, r.est_step_seconds))
-    else:
-      rows = _compile_all(config, topology, dump)
-  except ValueError as e:
-    _say(f"luke_jax.aot: {e}")
-    return 2
+  else:
+    rows = _compile_all(config, topology, dump)
   print(report.table(rows))
   print()
   print(report.ESTIMATE_NOTE)
@@ -151,7 +147,9 @@ def run() -> None:
   from luke_jax.training import config as run_config
   sys.argv = run_config.rewrite_flags(sys.argv)
   logging.set_verbosity(logging.WARNING)
-  app.run(lambda argv: sys.exit(main(argv)))
+  # Exit status 1 means "does not fit" here, so a failure of the run itself (a full disk) is
+  # not turned into a 1 with one line: it keeps its traceback.
+  cli.run(main, runtime_errors=False)
 
 
 if __name__ == "__main__":
