@@ -3,7 +3,9 @@
 A checkpoint directory holds `config.json` (the HF config with `architectures`, plus a
 `luke_jax` section), `params/` (an Orbax checkpoint of the parameter tree, layer-loop layout)
 and any tokenizer files. Directories are written under a temporary name and renamed into place,
-so a failed or interrupted write never leaves something that looks complete.
+so a failed or interrupted write never leaves something that looks complete. The temporary name
+(`.<name>.tmp-<host>-<pid>-<random>`) says which process writes it, so the next write to the
+same destination can remove what a killed run left behind without touching a live one's.
 
 This module sits below conversion (`luke_jax.convert` writes through it) and never imports it;
 `luke_jax.pretrained.from_pretrained` is the loader that also accepts Hugging Face directories.
@@ -14,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,26 +38,109 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "sentencepiece.bpe.model", "entit
                    "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json")
 
 
-def check_destination(dst: str | os.PathLike, overwrite: bool = False) -> None:
-  """Raises `FileExistsError` unless `dst` may be written; cheap, so callers check up front."""
+def check_destination(dst: str | os.PathLike, overwrite: bool = False,
+                      sources: Iterable[str | os.PathLike] = ()) -> None:
+  """Raises unless `dst` may be written; cheap, so callers check up front.
+
+  Args:
+    dst: the directory to write.
+    overwrite: whether an existing `dst` may be replaced.
+    sources: directories the write reads from. A `dst` that is one of them, contains one or
+      lies inside one is refused (`ValueError`), symlinks resolved: replacing it would delete
+      the source (`--src=X/model --dst=X --overwrite`), or write into it.
+
+  Raises:
+    ValueError: `dst` overlaps a source.
+    FileExistsError: `dst` exists and `overwrite` is false, or it is not a directory.
+  """
   dst = Path(dst).absolute()
+  real = dst.resolve()
+  for src in sources:
+    src_real = Path(src).resolve()
+    if real == src_real:
+      relation = "is the source"
+    elif src_real.is_relative_to(real):
+      relation = "contains the source"
+    elif real.is_relative_to(src_real):
+      relation = "lies inside the source"
+    else:
+      continue
+    raise ValueError(f"destination {dst} {relation} {src_real}; refusing to write there, as "
+                     "that would replace or change the source: choose a destination outside it")
   if (dst.exists() or dst.is_symlink()) and not overwrite:
     raise FileExistsError(f"{dst} already exists (pass overwrite to replace it)")
   if overwrite and dst.exists() and not dst.is_dir():
     raise FileExistsError(f"{dst} exists and is not a directory; not replacing it")
 
 
-@contextlib.contextmanager
-def atomic_directory(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-  """Yields a temporary sibling of `dst`; renames it to `dst` only if the block succeeds."""
+def _host() -> str:
+  # Only characters that need no quoting in a file name; the pid that follows is all digits.
+  return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
+
+
+def _process_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)  # signal 0: only the existence and permission checks
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # another user's process
+  return True
+
+
+def remove_stale_temporaries(dst: str | os.PathLike) -> list[Path]:
+  """Removes temporary siblings of `dst` that killed writers on this host left; returns them.
+
+  Only directories named as `atomic_directory` names them, for this destination, this host
+  and a process that no longer runs, are removed: a live writer's (this process's included),
+  another host's (its pids mean nothing here) and anything else are left alone. A `.old-`
+  directory is removed only while `dst` exists: otherwise the writer died between moving the
+  previous version aside and moving the new one in, and it holds the only copy.
+  """
   dst = Path(dst).absolute()
-  check_destination(dst, overwrite)
+  pattern = re.compile(rf"\.{re.escape(dst.name)}\.(tmp|old)-(.+)-(\d+)-[a-z0-9_]+")
+  host, removed = _host(), []
+  try:
+    entries = list(os.scandir(dst.parent))
+  except FileNotFoundError:
+    return removed
+  for entry in entries:
+    match = pattern.fullmatch(entry.name)
+    if not match or match.group(2) != host or not entry.is_dir(follow_symlinks=False):
+      continue
+    pid = int(match.group(3))
+    if pid == os.getpid() or _process_alive(pid):
+      continue
+    path = Path(entry.path)
+    if match.group(1) == "old" and not dst.exists() and (path / dst.name).exists():
+      logging.warning("%s holds the previous version of %s, which process %d (no longer "
+                      "running) was replacing; left in place", path, dst, pid)
+      continue
+    shutil.rmtree(path, ignore_errors=True)
+    logging.warning("removed %s, left behind by process %d, which is no longer running", path,
+                    pid)
+    removed.append(path)
+  return removed
+
+
+@contextlib.contextmanager
+def atomic_directory(dst: str | os.PathLike, overwrite: bool = False,
+                     sources: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+  """Yields a temporary sibling of `dst`; renames it to `dst` only if the block succeeds.
+
+  The one place that replaces a directory, so the one place that refuses (see
+  `check_destination`) a `dst` overlapping any of `sources`.
+  """
+  dst = Path(dst).absolute()
+  check_destination(dst, overwrite, sources)
   dst.parent.mkdir(parents=True, exist_ok=True)
-  tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+  remove_stale_temporaries(dst)
+  owner = f"{_host()}-{os.getpid()}-"
+  tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-{owner}", dir=dst.parent))
   try:
     yield tmp
     if dst.exists():
-      old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+      old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-{owner}", dir=dst.parent))
       try:
         os.replace(dst, old / dst.name)
         try:
@@ -120,10 +208,15 @@ def save_params(directory: Path, params) -> None:
 
 def save_checkpoint(dst: str | os.PathLike, params, config: LukeConfig, architecture: str, *,
                     tokenizer_dir: str | os.PathLike | None = None,
-                    overwrite: bool = False, extra=None) -> Path:
-  """Writes a luke-jax checkpoint directory atomically; `extra(tmp_dir)` may add files."""
+                    overwrite: bool = False, extra=None,
+                    sources: Iterable[str | os.PathLike] = ()) -> Path:
+  """Writes a luke-jax checkpoint directory atomically; `extra(tmp_dir)` may add files.
+
+  `sources`: directories `dst` must not overlap (see `check_destination`), e.g. the
+  checkpoint being converted.
+  """
   registry.check_architecture(architecture)
-  with atomic_directory(dst, overwrite) as tmp:
+  with atomic_directory(dst, overwrite, sources) as tmp:
     save_params(tmp, params)
     write_config(tmp, config.replace(scan_layers=False), architecture)
     if tokenizer_dir is not None:

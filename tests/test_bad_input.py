@@ -93,7 +93,7 @@ def test_truncated_safetensors(tmp_path, good):
 
 @pytest.mark.slow
 def test_truncated_pytorch_bin_cli(tmp_path, good, reference):
-  """Through the command line: exit status 1, one readable line, no traceback."""
+  """Through the command line: exit status 2 (bad input), one readable line, no traceback."""
   import torch
   src = copy_of(good, tmp_path)
   (src / "model.safetensors").unlink()
@@ -105,7 +105,7 @@ def test_truncated_pytorch_bin_cli(tmp_path, good, reference):
   result = subprocess.run([sys.executable, "-m", "luke_jax.convert", "--src_format=hf",
                            f"--src={src}", f"--dst={dst}"],
                           capture_output=True, text=True, timeout=300)
-  assert result.returncode == 1, result.stderr
+  assert result.returncode == 2, result.stderr
   assert "Traceback" not in result.stderr
   assert f"error: {path}: truncated" in result.stderr
   names = re.findall(r"'([\w.]+)'", result.stderr)

@@ -6,18 +6,17 @@ r"""Convert LUKE checkpoints between PyTorch formats and luke-jax.
       --entity_vocab_size=500000
   python -m luke_jax.convert --src_format=flax --src=JAX_DIR --dst=HF_DIR --dst_format=hf
 
-Output directories are written under a temporary name and renamed when complete.
+Output directories are written under a temporary name and renamed when complete; --dst may
+not be --src, contain it or lie inside it. Errors are one line on stderr, exit status 2 (see
+`luke_jax.cli`).
 """
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 
+from luke_jax import cli
 from luke_jax.convert import hf, original, roberta
-from luke_jax.convert.torch_to_flax import ConversionError
-from luke_jax.convert.weights_io import WeightsError
 
 _SRC_FORMAT = flags.DEFINE_enum("src_format", "hf", ["hf", "original", "roberta", "flax"],
                                 "Format of --src.")
@@ -31,6 +30,10 @@ _ARCH = flags.DEFINE_string("architecture", None,
 _NUM_LABELS = flags.DEFINE_integer("num_labels", None,
                                    "Labels of a newly initialised classification head.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --dst if it exists.")
+_ALLOW_PICKLE = flags.DEFINE_bool("allow_pickle", False,
+                                  "Unpickle .bin weights in full, running any code they hold: "
+                                  "only for a file from a trusted source that the safe load "
+                                  "(tensors and plain containers only) refuses.")
 _ENTITY_VOCAB_SIZE = flags.DEFINE_integer("entity_vocab_size", 500000,
                                           "roberta: entity vocabulary size of the new model.")
 _ENTITY_EMB_SIZE = flags.DEFINE_integer("entity_emb_size", 256,
@@ -49,28 +52,27 @@ def main(argv):
   src_format, dst_format = _SRC_FORMAT.value, _DST_FORMAT.value
   if dst_format is None:
     dst_format = "hf" if src_format == "flax" else "flax"
-  try:
-    if src_format == "flax":
-      if dst_format != "hf":
-        raise app.UsageError("--src_format=flax converts to --dst_format=hf only")
-      hf.flax_to_hf(_SRC.value, _DST.value, overwrite=_OVERWRITE.value)
-    elif src_format == "hf":
-      hf.convert(_SRC.value, _DST.value, dst_format=dst_format, architecture=_ARCH.value,
-                 num_labels=_NUM_LABELS.value, overwrite=_OVERWRITE.value, seed=_SEED.value)
-    elif src_format == "original":
-      original.convert(_SRC.value, _DST.value, dst_format=dst_format,
-                       use_entity_aware_attention=_EAA.value,
-                       marker_source_ids=_MARKER_IDS.value, overwrite=_OVERWRITE.value)
-    else:
-      roberta.convert(_SRC.value, _DST.value, dst_format=dst_format,
-                      entity_vocab_size=_ENTITY_VOCAB_SIZE.value,
-                      entity_emb_size=_ENTITY_EMB_SIZE.value,
-                      use_entity_aware_attention=bool(_EAA.value), seed=_SEED.value,
-                      overwrite=_OVERWRITE.value)
-  except (ConversionError, WeightsError, FileNotFoundError, FileExistsError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  allow_pickle = _ALLOW_PICKLE.value
+  if src_format == "flax":
+    if dst_format != "hf":
+      raise app.UsageError("--src_format=flax converts to --dst_format=hf only")
+    hf.flax_to_hf(_SRC.value, _DST.value, overwrite=_OVERWRITE.value)
+  elif src_format == "hf":
+    hf.convert(_SRC.value, _DST.value, dst_format=dst_format, architecture=_ARCH.value,
+               num_labels=_NUM_LABELS.value, overwrite=_OVERWRITE.value, seed=_SEED.value,
+               allow_pickle=allow_pickle)
+  elif src_format == "original":
+    original.convert(_SRC.value, _DST.value, dst_format=dst_format,
+                     use_entity_aware_attention=_EAA.value,
+                     marker_source_ids=_MARKER_IDS.value, overwrite=_OVERWRITE.value,
+                     allow_pickle=allow_pickle)
+  else:
+    roberta.convert(_SRC.value, _DST.value, dst_format=dst_format,
+                    entity_vocab_size=_ENTITY_VOCAB_SIZE.value,
+                    entity_emb_size=_ENTITY_EMB_SIZE.value,
+                    use_entity_aware_attention=bool(_EAA.value), seed=_SEED.value,
+                    overwrite=_OVERWRITE.value, allow_pickle=allow_pickle)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

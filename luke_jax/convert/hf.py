@@ -18,6 +18,16 @@ from luke_jax.models.config import LukeConfig
 Log = Callable[[str], None]
 
 
+def source_dir(src: str | os.PathLike) -> Path:
+  """`src` as a Path; a missing or non-directory source is named as such, not by a file in it."""
+  src = Path(src)
+  if not src.exists():
+    raise FileNotFoundError(f"{src}: no such directory")
+  if not src.is_dir():
+    raise NotADirectoryError(f"{src}: not a directory (the source is a checkpoint directory)")
+  return src
+
+
 def infer_architecture(state: dict[str, np.ndarray], config_file: str = "config.json") -> str:
   if any(k.startswith("lm_head.") or k.startswith("entity_predictions.") for k in state):
     return "LukeForMaskedLM"
@@ -27,9 +37,13 @@ def infer_architecture(state: dict[str, np.ndarray], config_file: str = "config.
   return "LukeModel"
 
 
-def read_hf(src: str | os.PathLike, architecture: str | None = None):
-  """(config, architecture, state, origin) of an HF LUKE directory."""
-  src = Path(src)
+def read_hf(src: str | os.PathLike, architecture: str | None = None, *,
+            allow_pickle: bool = False):
+  """(config, architecture, state, origin) of an HF LUKE directory.
+
+  `allow_pickle`: see `weights_io.read_torch_bin` (trusted files only).
+  """
+  src = source_dir(src)
   config_file = src / "config.json"
   config, _, raw = checkpoint.read_config(src)
   if raw.get("model_type") not in (None, "luke"):
@@ -49,7 +63,7 @@ def read_hf(src: str | os.PathLike, architecture: str | None = None):
             f"model (known: {', '.join(sorted(registry.ARCHITECTURES))}); pass --architecture "
             "to choose one")
   # Weights are read after the cheap checks: they may be gigabytes.
-  state, origin = weights_io.load_state_dict(src)
+  state, origin = weights_io.load_state_dict(src, allow_pickle=allow_pickle)
   arch = (architecture or (raw.get("architectures") or [None])[0]
           or infer_architecture(state, str(config_file)))
   return config, arch, state, origin
@@ -65,10 +79,15 @@ def load_hf_params(src: str | os.PathLike, config: LukeConfig, architecture: str
 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
             architecture: str | None = None, num_labels: int | None = None,
-            overwrite: bool = False, seed: int = 0, log: Log = print) -> Path:
-  """HF directory -> luke-jax checkpoint (or HF again, e.g. to add a head); tokenizer copied."""
-  checkpoint.check_destination(dst, overwrite)
-  config, arch, state, origin = read_hf(src, architecture)
+            overwrite: bool = False, seed: int = 0, allow_pickle: bool = False,
+            log: Log = print) -> Path:
+  """HF directory -> luke-jax checkpoint (or HF again, e.g. to add a head); tokenizer copied.
+
+  `dst` must not overlap `src` (checked before anything is read); `allow_pickle`: see
+  `weights_io.read_torch_bin` (trusted files only).
+  """
+  checkpoint.check_destination(dst, overwrite, sources=[src])
+  config, arch, state, origin = read_hf(src, architecture, allow_pickle=allow_pickle)
   config_file = str(Path(src) / "config.json")
   if num_labels is not None and num_labels != config.num_labels:
     config = config.replace(id2label=tuple((i, f"LABEL_{i}") for i in range(num_labels)))
@@ -76,15 +95,17 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str =
   params, config = state_dict_to_params(state, config, arch, origin=origin, seed=seed,
                                         config_file=config_file, log=log)
   return write_converted(params, config, arch, dst, dst_format=dst_format, tokenizer_dir=src,
-                         overwrite=overwrite, log=log)
+                         overwrite=overwrite, log=log, sources=[src])
 
 
 def write_converted(params, config: LukeConfig, architecture: str, dst: str | os.PathLike, *,
                     dst_format: str, tokenizer_dir=None, overwrite: bool = False,
-                    extra_files: dict[str, str] | None = None, log: Log = print) -> Path:
+                    extra_files: dict[str, str] | None = None, log: Log = print,
+                    sources=()) -> Path:
   """Writes converted parameters as a luke-jax (`flax`) or Hugging Face (`hf`) directory.
 
-  `extra_files` maps file names to text written alongside (e.g. a converted entity vocabulary).
+  `extra_files` maps file names to text written alongside (e.g. a converted entity vocabulary);
+  `sources` are directories `dst` must not overlap (`checkpoint.check_destination`).
   """
   def add_extra(directory: Path):
     for name, text in (extra_files or {}).items():
@@ -93,10 +114,10 @@ def write_converted(params, config: LukeConfig, architecture: str, dst: str | os
   if dst_format == "flax":
     out = checkpoint.save_checkpoint(dst, params, config, architecture,
                                      tokenizer_dir=tokenizer_dir, overwrite=overwrite,
-                                     extra=add_extra)
+                                     extra=add_extra, sources=sources)
   elif dst_format == "hf":
     out = write_hf(dst, params, config, architecture, tokenizer_dir=tokenizer_dir,
-                   overwrite=overwrite, extra=add_extra)
+                   overwrite=overwrite, extra=add_extra, sources=sources)
   else:
     raise ValueError(f"unknown dst_format {dst_format!r} (flax or hf)")
   log(f"wrote {architecture} ({_count(params):,} parameters, {dst_format}) to {out}")
@@ -105,10 +126,13 @@ def write_converted(params, config: LukeConfig, architecture: str, dst: str | os
 
 def write_hf(dst: str | os.PathLike, params, config: LukeConfig, architecture: str, *,
              tokenizer_dir: str | os.PathLike | None = None, overwrite: bool = False,
-             extra: Callable[[Path], None] | None = None) -> Path:
-  """Writes `config.json` + `model.safetensors` that `transformers.<architecture>` loads."""
+             extra: Callable[[Path], None] | None = None, sources=()) -> Path:
+  """Writes `config.json` + `model.safetensors` that `transformers.<architecture>` loads.
+
+  `sources`: directories `dst` must not overlap (`checkpoint.check_destination`).
+  """
   state = params_to_state_dict(params, config, architecture)
-  with checkpoint.atomic_directory(dst, overwrite) as tmp:
+  with checkpoint.atomic_directory(dst, overwrite, sources) as tmp:
     weights_io.write_safetensors(tmp / "model.safetensors", state)
     checkpoint.write_config(tmp, config.replace(scan_layers=False), architecture)
     if tokenizer_dir is not None:
@@ -120,11 +144,12 @@ def write_hf(dst: str | os.PathLike, params, config: LukeConfig, architecture: s
 
 def flax_to_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,
                log: Log = print) -> Path:
-  """luke-jax checkpoint directory -> HF directory."""
-  checkpoint.check_destination(dst, overwrite)
-  config, arch, _ = checkpoint.read_config(src)
+  """luke-jax checkpoint directory -> HF directory; `dst` must not overlap `src`."""
+  checkpoint.check_destination(dst, overwrite, sources=[src])
+  config, arch, _ = checkpoint.read_config(source_dir(src))
   params = checkpoint.load_params(src, config.replace(scan_layers=False), arch)
-  out = write_hf(dst, params, config, arch, tokenizer_dir=src, overwrite=overwrite)
+  out = write_hf(dst, params, config, arch, tokenizer_dir=src, overwrite=overwrite,
+                 sources=[src])
   log(f"wrote {arch} to {out} (model.safetensors + config.json)")
   return out
 

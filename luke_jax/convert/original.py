@@ -85,12 +85,14 @@ def _marker_ids(src: Path, given: list[str] | None) -> list[int]:
 
 
 def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | None = None,
-                  marker_source_ids: list[str] | None = None, log: Callable = print):
+                  marker_source_ids: list[str] | None = None, allow_pickle: bool = False,
+                  log: Callable = print):
   """`(state, config, architecture, entity_vocab, origin, stored_names)` in HF naming and shapes.
 
-  `origin` maps each key to the weights file and `stored_names` to its name in that file.
+  `origin` maps each key to the weights file and `stored_names` to its name in that file;
+  `allow_pickle`: see `weights_io.read_torch_bin` (trusted files only).
   """
-  src = Path(src)
+  src = hf.source_dir(src)
   meta_file = src / "metadata.json"
   try:
     model_config = dict(json.loads(meta_file.read_text())["model_config"])
@@ -109,7 +111,7 @@ def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | 
   mask_id = titles["[MASK]"]
   markers = _marker_ids(src, marker_source_ids)
   state = (weights_io.read_safetensors(weights) if weights.suffix == ".safetensors"
-           else weights_io.read_torch_bin(weights, key="module"))
+           else weights_io.read_torch_bin(weights, key="module", allow_pickle=allow_pickle))
 
   for key in list(state):
     if key.startswith("cls_entity_predictions."):
@@ -176,14 +178,15 @@ def read_original(src: str | os.PathLike, *, use_entity_aware_attention: bool | 
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
             use_entity_aware_attention: bool | None = None,
             marker_source_ids: list[str] | None = None, overwrite: bool = False,
-            log: Callable = print) -> Path:
-  checkpoint.check_destination(dst, overwrite)
+            allow_pickle: bool = False, log: Callable = print) -> Path:
+  checkpoint.check_destination(dst, overwrite, sources=[src])
   state, config, arch, vocab, origin, stored_names = read_original(
       src, use_entity_aware_attention=use_entity_aware_attention,
-      marker_source_ids=marker_source_ids, log=log)
+      marker_source_ids=marker_source_ids, allow_pickle=allow_pickle, log=log)
   params, config = state_dict_to_params(state, config, arch, origin=origin,
                                         config_file=str(Path(src) / "metadata.json"), log=log,
                                         stored_names=stored_names)
   extra = {"entity_vocab.json": json.dumps(vocab, ensure_ascii=False, indent=1) + "\n"}
   return hf.write_converted(params, config, arch, dst, dst_format=dst_format,
-                            tokenizer_dir=src, overwrite=overwrite, extra_files=extra, log=log)
+                            tokenizer_dir=src, overwrite=overwrite, extra_files=extra, log=log,
+                            sources=[src])

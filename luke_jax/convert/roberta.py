@@ -26,8 +26,8 @@ _FRESH = ("luke/entity_embeddings/", "luke/pooler/", "entity_predictions/")
 
 
 def read_roberta(src: str | os.PathLike, *, entity_vocab_size: int, entity_emb_size: int,
-                 use_entity_aware_attention: bool):
-  src = Path(src)
+                 use_entity_aware_attention: bool, allow_pickle: bool = False):
+  src = hf.source_dir(src)
   config_file = src / "config.json"
   try:
     raw = json.loads(config_file.read_text())
@@ -43,7 +43,7 @@ def read_roberta(src: str | os.PathLike, *, entity_vocab_size: int, entity_emb_s
         use_entity_aware_attention=use_entity_aware_attention))
   except (TypeError, ValueError) as e:
     raise ConversionError(f"{config_file}: {e}") from None
-  state, origin = weights_io.load_state_dict(src)
+  state, origin = weights_io.load_state_dict(src, allow_pickle=allow_pickle)
   renamed, renamed_origin, stored_names = {}, {}, {}
   for key, value in state.items():
     new = key
@@ -58,14 +58,14 @@ def read_roberta(src: str | os.PathLike, *, entity_vocab_size: int, entity_emb_s
 def convert(src: str | os.PathLike, dst: str | os.PathLike, *, dst_format: str = "flax",
             entity_vocab_size: int = 500000, entity_emb_size: int = 256,
             use_entity_aware_attention: bool = False, seed: int = 0, overwrite: bool = False,
-            log: Callable = print) -> Path:
-  checkpoint.check_destination(dst, overwrite)
+            allow_pickle: bool = False, log: Callable = print) -> Path:
+  checkpoint.check_destination(dst, overwrite, sources=[src])
   config, state, origin, stored_names = read_roberta(
       src, entity_vocab_size=entity_vocab_size, entity_emb_size=entity_emb_size,
-      use_entity_aware_attention=use_entity_aware_attention)
+      use_entity_aware_attention=use_entity_aware_attention, allow_pickle=allow_pickle)
   params, config = state_dict_to_params(
       state, config, "LukeForMaskedLM", origin=origin, seed=seed,
       config_file=str(Path(src) / "config.json"), may_initialise=lambda p: p.startswith(_FRESH),
       log=log, stored_names=stored_names)
   return hf.write_converted(params, config, "LukeForMaskedLM", dst, dst_format=dst_format,
-                            tokenizer_dir=src, overwrite=overwrite, log=log)
+                            tokenizer_dir=src, overwrite=overwrite, log=log, sources=[src])

@@ -2,6 +2,11 @@
 
 safetensors is parsed here directly (8-byte header length, JSON header, raw little-endian data)
 so that reading it needs neither torch nor a framework that lacks bfloat16; `.bin` needs torch.
+
+A `.bin` file is a pickle, and unpickling runs whatever code the file names. It is therefore
+read with `torch.load(weights_only=True)`, which admits tensors and plain containers only; a
+file with anything else is refused unless the caller passes `allow_pickle=True` (the
+converter's `--allow_pickle`), which is for files from a trusted source only.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import re
 import struct
+import zipfile
 from pathlib import Path
 
 import ml_dtypes
@@ -26,6 +33,8 @@ _DTYPES = {
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# How a refused file's message names the opt-in: the converter's flag, or the argument.
+ALLOW_PICKLE_HINT = "python -m luke_jax.convert --allow_pickle (allow_pickle=True in Python)"
 
 
 class WeightsError(ValueError):
@@ -96,15 +105,24 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray]) -
       f.write(raw)
 
 
-def read_torch_bin(path: str | os.PathLike, key: str | None = None) -> dict[str, np.ndarray]:
-  """A `torch.save`d state dict (optionally nested under `key`, e.g. DeepSpeed's `module`)."""
+def read_torch_bin(path: str | os.PathLike, key: str | None = None, *,
+                   allow_pickle: bool = False) -> dict[str, np.ndarray]:
+  """A `torch.save`d state dict (optionally nested under `key`, e.g. DeepSpeed's `module`).
+
+  Args:
+    path: the file.
+    key: where the state dict is nested, if it is there.
+    allow_pickle: unpickle the file in full, running any code it holds (`weights_only=False`):
+      only for a file from a trusted source that the safe load refuses. Entries that are not
+      tensors are skipped either way.
+  """
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise WeightsError(f"{path}: reading .bin files needs torch (pip install "
                        "'luke-jax[convert]'); safetensors files do not") from None
   try:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
   except Exception as e:  # torch raises several types for damaged archives
     # torch's own message runs to several sentences of advice; the first one is the fact.
     reason = f"{type(e).__name__}: {str(e).split('. ')[0].strip()}"
@@ -113,6 +131,14 @@ def read_torch_bin(path: str | os.PathLike, key: str | None = None) -> dict[str,
       more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
       raise WeightsError(f"{path}: truncated file: no data for tensor(s) "
                          f"{', '.join(repr(n) for n in lost[:3])}{more} ({reason})") from None
+    if not allow_pickle and _refused_by_safe_load(e, Path(path)):
+      # The file is whole, and it holds more than tensors: a safe load does not run its code.
+      names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(e))))
+      what = f" (it calls or builds {', '.join(names)})" if names else ""
+      raise WeightsError(
+          f"{path}: refused to load: the file contains code, or objects that are not plain "
+          f"tensors{what}, which a safe load does not unpickle; only if you trust its source, "
+          f"load it with {ALLOW_PICKLE_HINT}, which runs that code") from None
     raise WeightsError(f"{path}: cannot read PyTorch weights; truncated or damaged? ({reason})"
                        ) from None
   if not isinstance(state, dict):
@@ -162,6 +188,36 @@ class _IndexUnpickler(pickle.Unpickler):
     return _Storage(str(key), int(numel) * (itemsize if isinstance(itemsize, int) else 1))
 
 
+def _refused_by_safe_load(error: Exception, path: Path) -> bool:
+  """Whether `torch.load(weights_only=True)` refused a whole file for what it holds.
+
+  torch reports both a refused object and some cut-off files (a garbled opcode read as an
+  unknown GLOBAL) as "Weights only load failed", so the file's pickles are also walked, without
+  running them (`pickletools.genops` only decodes opcodes): they must end where they should.
+  """
+  if not (isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error)):
+    return False
+  try:
+    if zipfile.is_zipfile(path):
+      with zipfile.ZipFile(path) as archive:  # a cut-off zip has no central directory
+        names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(names) != 1:
+          return False
+        for _ in pickletools.genops(archive.read(names[0])):
+          pass
+      return True
+    # The legacy format: five pickles (magic number, protocol, system info, the object, the
+    # storage keys), then the raw storages, which a refusal never reaches.
+    with open(path, "rb") as f:
+      for _ in range(5):
+        ops = [op.name for op, _, _ in pickletools.genops(f)]
+        if ops[-1:] != ["STOP"]:
+          return False
+    return True
+  except Exception:  # pylint: disable=broad-except
+    return False  # not decodable as pickles: damaged, and the plain message stands
+
+
 def _cut_off_tensors(path: Path) -> list[str]:
   """Names of the tensors whose data a truncated `torch.save` zip file lacks (best effort).
 
@@ -208,11 +264,12 @@ def _cut_off_tensors(path: Path) -> list[str]:
     return []
 
 
-def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_weights(path: str | os.PathLike, *, allow_pickle: bool = False
+                 ) -> dict[str, np.ndarray]:
   path = Path(path)
   if path.suffix == ".safetensors":
     return read_safetensors(path)
-  return read_torch_bin(path)
+  return read_torch_bin(path, allow_pickle=allow_pickle)
 
 
 def find_weights(directory: str | os.PathLike) -> list[Path]:
@@ -232,13 +289,17 @@ def find_weights(directory: str | os.PathLike) -> list[Path]:
                      "their .index.json shards)")
 
 
-def load_state_dict(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
-  """All tensors of an HF directory and, for error messages, the file each came from."""
+def load_state_dict(directory: str | os.PathLike, *, allow_pickle: bool = False
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+  """All tensors of an HF directory and, for error messages, the file each came from.
+
+  `allow_pickle`: see `read_torch_bin` (trusted files only).
+  """
   tensors, origin = {}, {}
   for f in find_weights(directory):
     if not f.exists():
       raise WeightsError(f"{f}: weight shard listed in the index is missing")
-    for name, arr in read_weights(f).items():
+    for name, arr in read_weights(f, allow_pickle=allow_pickle).items():
       tensors[name] = arr
       origin[name] = f
   return tensors, origin
