@@ -54,11 +54,9 @@ def _read_white_list(paths: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    counts = count_links(_DUMP.value, workers=_WORKERS.value,
-                         allow_truncated_dump=_ALLOW_TRUNCATED.value)
-  except (OSError, DumpError) as e:
-    sys.exit(f"build_entity_vocab: {e}")
+  # A missing or unreadable dump (OSError, DumpError) is reported by cli.run as one line.
+  counts = count_links(_DUMP.value, workers=_WORKERS.value,
+                       allow_truncated_dump=_ALLOW_TRUNCATED.value)
   stats = counts.stats
   if stats.truncated or stats.errors:
     logging.warning("%d error(s) while reading %s, e.g. %s", stats.errors, _DUMP.value,
@@ -82,4 +80,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from luke_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # one line per expected error, exit status 2 for bad input

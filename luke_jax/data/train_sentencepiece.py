@@ -112,4 +112,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from luke_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)  # one line per expected error, exit status 2 for bad input
