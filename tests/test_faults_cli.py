@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from luke_jax import checkpoint
-from luke_jax.convert import hf, weights_io
+from luke_jax.convert import hf, original, roberta, weights_io
 from conftest import CONFIGS, save_torch_model, torch_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,10 +116,21 @@ def test_the_shared_writer_refuses_an_overlap_itself(tmp_path, good):
     with checkpoint.atomic_directory(tmp_path / "outer", overwrite=True, sources=[src]):
       pytest.fail("the block must not run")
   assert (src / "model.safetensors").is_file()
-  # Unrelated sources, and no sources at all, are what they were.
+  # An unrelated source does not stop a write.
   with checkpoint.atomic_directory(tmp_path / "elsewhere", sources=[src]) as tmp:
     (tmp / "x").write_text("x")
   assert (tmp_path / "elsewhere" / "x").is_file()
+
+
+@pytest.mark.parametrize("convert", [original.convert, roberta.convert, hf.flax_to_hf],
+                         ids=["original", "roberta", "flax"])
+def test_every_converter_refuses_its_sources_parent(tmp_path, convert):
+  src = tmp_path / "x" / "model"
+  src.mkdir(parents=True)
+  (src / "keep.txt").write_text("mine")
+  with pytest.raises(ValueError, match="contains the source"):
+    convert(src, src.parent, overwrite=True, log=_quiet)
+  assert (src / "keep.txt").read_text() == "mine"
 
 
 def test_flax_to_hf_onto_its_own_source_is_refused(tmp_path, good):
