@@ -211,3 +211,13 @@ def test_original_metadata_contradicts_weights(tmp_path):
   (src / "metadata.json").write_text(json.dumps(meta))
   expect_failure(original.convert, src, tmp_path / "out", src / "metadata.json",
                  "entity_vocab_size", src / "pytorch_model.bin")
+
+
+def test_original_tsv_vocab_blank_line(tmp_path):
+  """The converter reads the archive's TSV with the tokenizer's checked reader: a blank line is
+  an error naming file and line, not every later entity id shifted by one."""
+  src = write_original_archive(tmp_path / "archive", original_state_dict())
+  tsv = src / "entity_vocab.tsv"
+  lines = tsv.read_text().splitlines()
+  tsv.write_text("\n".join(lines[:4] + [""] + lines[4:]) + "\n")
+  expect_failure(original.convert, src, tmp_path / "out", f"{tsv}:5", "blank line")

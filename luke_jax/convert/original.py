@@ -20,6 +20,7 @@ from luke_jax import checkpoint
 from luke_jax.convert import hf, weights_io
 from luke_jax.convert.torch_to_flax import ConversionError, state_dict_to_params
 from luke_jax.models.config import LukeConfig
+from luke_jax.tokenization import entity_vocab
 
 _WEIGHTS = ("pytorch_model.bin", "mp_rank_00_model_states.pt", "model.safetensors")
 _DROPPED = ("lm_head.decoder.weight", "lm_head.decoder.bias", "entity_predictions.decoder.weight")
@@ -27,25 +28,17 @@ _HEADS = ("lm_head.", "entity_predictions.")
 
 
 def read_entity_vocab(src: Path) -> list[tuple[int, list[tuple[str, str | None]]]]:
-  """`[(id, [(title, language), ...]), ...]` from `entity_vocab.jsonl` or `.tsv`."""
+  """`[(id, [(title, language), ...]), ...]` from `entity_vocab.jsonl` or `.tsv`, read by the
+  tokenizer's own line-checked readers (a blank TSV line would shift every later id)."""
   jsonl, tsv = src / "entity_vocab.jsonl", src / "entity_vocab.tsv"
-  entries = []
-  if jsonl.exists():
-    for line_no, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), 1):
-      if not line.strip():
-        continue
-      try:
-        item = json.loads(line)
-        entries.append((int(item["id"]), [(t, lang) for t, lang in item["entities"]]))
-      except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ConversionError(f"{jsonl}:{line_no}: not an entity vocabulary line ({e})") from None
-  elif tsv.exists():
-    for line_no, line in enumerate(tsv.read_text(encoding="utf-8").splitlines()):
-      if line:
-        entries.append((line_no, [(line.split("\t")[0], None)]))
-  else:
+  path = jsonl if jsonl.exists() else tsv if tsv.exists() else None
+  if path is None:
     raise ConversionError(f"{src}: no entity_vocab.jsonl or entity_vocab.tsv")
-  return entries
+  try:
+    entries = entity_vocab.read_entries(path)
+  except ValueError as e:
+    raise ConversionError(str(e)) from None
+  return [(idx, [(e.title, e.language) for e in entities]) for idx, entities, _ in entries]
 
 
 _SPECIAL_ENTITIES = ("[PAD]", "[UNK]", "[MASK]", "[MASK2]")

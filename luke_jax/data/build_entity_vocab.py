@@ -11,14 +11,13 @@ The equivalent of the reference's `build-dump-db` followed by `build-entity-voca
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 
 from luke_jax.data.entity_vocab_builder import (MASK2, SPECIALS, build_entity_vocab, count_links,
                                                save_atomic)
-from luke_jax.data.wikipedia import ALLOW_TRUNCATED_FLAG, DumpError
+from luke_jax.data.wikipedia import ALLOW_TRUNCATED_FLAG
 
 _DUMP = flags.DEFINE_string("dump", None, "MediaWiki XML dump (.xml.bz2, .xml.gz or .xml).")
 _OUTPUT = flags.DEFINE_string("output", None, "Vocabulary to write (.jsonl; .json, .tsv too).")

@@ -185,6 +185,18 @@ class EntityVocab:
     return path
 
 
+def read_entries(path: str | os.PathLike) -> list[tuple[int, list[Entity], int]]:
+  """`[(id, entities, count), ...]` of an official `.jsonl` or legacy `.tsv` file, checked line
+  by line as `EntityVocab.load` checks them (errors name the file and line)."""
+  path = Path(path)
+  text = path.read_text(encoding="utf-8")
+  if path.suffix == ".jsonl":
+    return list(_read_jsonl(text, path))
+  if path.suffix == ".tsv":
+    return list(_read_tsv(text, path))
+  raise ValueError(f"{path}: not an entity vocabulary of entries (want .jsonl or .tsv)")
+
+
 def _parse_key(key: str) -> Entity:
   if key in SPECIALS or ":" not in key:
     return Entity(key)
