@@ -80,17 +80,6 @@ def test_entity_vocabulary_larger_than_the_model_table_is_refused(ner, tmp_path,
            r"train_file=.*entity_ids holds id [23] .*entity_vocab_size=2.*entity vocabulary")
 
 
-def test_prediction_checks_sizes_too(ner, tmp_path):
-  ner.train.steps = 1
-  trainer.finetune(ner, tmp_path / "w")
-  raw = tmp_path / "raw.txt"
-  raw.write_text("Mary visited Paris .\n")
-  ner.data.max_seq_length = 400
-  with pytest.raises(ValueError, match=r"config\.data\.max_seq_length=400"):
-    trainer.predict(ner, tmp_path / "w" / "best", raw, tmp_path / "out.txt")
-  assert not (tmp_path / "out.txt").exists()
-
-
 @pytest.mark.parametrize("mesh", [None, (("data", 1), ("fsdp", 4), ("tensor", 2))],
                          ids=["plain", "sharded"])
 def test_ids_beyond_a_table_read_nan_never_a_row(mesh):
@@ -193,16 +182,24 @@ def test_degenerate_pretraining_settings_are_refused(tmp_path, dataset_dir, key,
   assert not (tmp_path / "w" / "model").exists()
 
 
-# ---- 3: a refused rerun deletes nothing ----------------------------------------------------------
+# ---- 3 and 5 on a finished run: a refused rerun deletes nothing; prediction checks sizes ------
 
 
-def test_refused_rerun_of_a_finished_workdir_keeps_its_results(ner, tmp_path):
+def test_finished_run_refused_rerun_and_oversized_prediction(ner, tmp_path):
   workdir = tmp_path / "w"
   ner.train.steps = 1
   trainer.finetune(ner, workdir)
   results = (workdir / "results.json").read_text()
-  ner.optim.learning_rate = 5e-4  # another run: the workdir must be refused
+  changed = ner.copy_and_resolve_references()
+  changed.optim.learning_rate = 5e-4  # another run: the workdir must be refused
   with pytest.raises(ValueError, match="holds checkpoints of another run"):
-    trainer.finetune(ner, workdir)
+    trainer.finetune(changed, workdir)
   assert (workdir / "results.json").read_text() == results
   assert json.loads(results)["steps"] == 1
+
+  raw = tmp_path / "raw.txt"
+  raw.write_text("Mary visited Paris .\n")
+  ner.data.max_seq_length = 400
+  with pytest.raises(ValueError, match=r"config\.data\.max_seq_length=400"):
+    trainer.predict(ner, workdir / "best", raw, tmp_path / "out.txt")
+  assert not (tmp_path / "out.txt").exists()
