@@ -1,4 +1,5 @@
-"""`from_pretrained`: a Flax LUKE model from a luke-jax checkpoint or a Hugging Face directory.
+"""`from_pretrained`: a Flax LUKE model from a luke-jax checkpoint or a Hugging Face directory,
+local or named by its Hub id (`luke_jax.hub`).
 
 It sits above both `luke_jax.checkpoint` (reading luke-jax checkpoints) and `luke_jax.convert`
 (reading Hugging Face ones), so neither of those needs the other.
@@ -7,13 +8,13 @@ It sits above both `luke_jax.checkpoint` (reading luke-jax checkpoints) and `luk
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 
 from luke_jax import checkpoint
+from luke_jax import hub
 from luke_jax.convert import hf
 from luke_jax.models import registry
 
@@ -26,17 +27,24 @@ def _log_conversion(message: str) -> None:
     logging.info("%s", message)
 
 
-def from_pretrained(directory: str | os.PathLike, *, dtype: str | None = None,
-                    param_dtype: str | None = None, scan_layers: bool | None = None,
-                    remat_policy: str | None = None, architecture: str | None = None):
-  """`model, params = from_pretrained(DIR)`: a Flax module and its parameter tree.
+def from_pretrained(id_or_path: str | os.PathLike, *, revision: str | None = None,
+                    cache_dir: str | os.PathLike | None = None,
+                    local_files_only: bool | None = None, token: str | bool | None = None,
+                    dtype: str | None = None, param_dtype: str | None = None,
+                    scan_layers: bool | None = None, remat_policy: str | None = None,
+                    architecture: str | None = None):
+  """`model, params = from_pretrained(DIR_OR_ID)`: a Flax module and its parameter tree.
 
-  `DIR` is a luke-jax checkpoint (from `python -m luke_jax.convert` or training) or a Hugging
-  Face LUKE directory (`config.json` + `model.safetensors` / `pytorch_model.bin`), converted on
-  the fly. The module class follows the checkpoint's `architectures` unless `architecture` is
-  given; keyword arguments override the luke-jax-only config fields.
+  `DIR_OR_ID` is a luke-jax checkpoint (from `python -m luke_jax.convert` or training) or a
+  Hugging Face LUKE directory (`config.json` + `model.safetensors` / `pytorch_model.bin`),
+  converted on the fly; or the Hub id of either (`studio-ousia/luke-base`), read from the
+  Hugging Face cache and downloaded into it when missing. `revision`, `cache_dir`,
+  `local_files_only` and `token` apply to a Hub id only (see `luke_jax.hub.resolve`). The
+  module class follows the checkpoint's `architectures` unless `architecture` is given;
+  keyword arguments override the luke-jax-only config fields.
   """
-  directory = Path(directory)
+  directory = hub.resolve(id_or_path, revision=revision, cache_dir=cache_dir,
+                          local_files_only=local_files_only, token=token)
   config, stored_arch, _ = checkpoint.read_config(directory)
   if architecture is None and stored_arch not in registry.ARCHITECTURES:
     known = ", ".join(sorted(registry.ARCHITECTURES))

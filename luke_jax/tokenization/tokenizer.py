@@ -73,12 +73,20 @@ class LukeTokenizer:
 
   # -- loading and saving ----------------------------------------------------------------------
   @classmethod
-  def from_pretrained(cls, directory: str | os.PathLike, task: str | None = None,
+  def from_pretrained(cls, id_or_path: str | os.PathLike, task: str | None = None, *,
+                      revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                      local_files_only: bool | None = None, token: str | bool | None = None,
                       **overrides) -> "LukeTokenizer":
-    """Reads the classic HF layout, the transformers 5 layout or a luke-jax checkpoint dir."""
-    directory = Path(directory)
-    if not directory.is_dir():
-      raise FileNotFoundError(f"{directory}: not a directory")
+    """Reads the classic HF layout, the transformers 5 layout or a luke-jax checkpoint dir.
+
+    `id_or_path` may also be a Hub id (`studio-ousia/luke-base`): its tokenizer files are read
+    from the Hugging Face cache, downloaded when missing (`revision`, `cache_dir`,
+    `local_files_only`, `token`: see `luke_jax.hub.resolve`).
+    """
+    from luke_jax import hub  # pylint: disable=g-import-not-at-top
+    # weights=False: a tokenizer needs none of the (large) weight files.
+    directory = hub.resolve(id_or_path, revision=revision, cache_dir=cache_dir,
+                            local_files_only=local_files_only, token=token, weights=False)
     config = _read_json(directory / "tokenizer_config.json")
     special_map = _read_json(directory / "special_tokens_map.json")
     for key, value in special_map.items():
