@@ -5,6 +5,12 @@ r"""Convert LUKE checkpoints between PyTorch formats and luke-jax.
   python -m luke_jax.convert --src_format=roberta --src=ROBERTA_DIR --dst=OUT_DIR \
       --entity_vocab_size=500000
   python -m luke_jax.convert --src_format=flax --src=JAX_DIR --dst=HF_DIR --dst_format=hf
+  python -m luke_jax.convert --src=studio-ousia/luke-base --dst=OUT_DIR
+
+--src may be a Hugging Face Hub id instead of a directory (except for --src_format=original):
+it is read from the Hugging Face cache and downloaded into it when missing (--revision,
+--cache_dir, --local_files_only, --token; HF_HOME, HF_HUB_OFFLINE and HF_TOKEN as for
+transformers). See `luke_jax.hub`.
 
 Output directories are written under a temporary name and renamed when complete; --dst may
 not be --src, contain it or lie inside it. Errors are one line on stderr, exit status 2 (see
@@ -15,12 +21,23 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from luke_jax import cli
+from luke_jax import checkpoint, cli, hub
 from luke_jax.convert import hf, original, roberta
 
 _SRC_FORMAT = flags.DEFINE_enum("src_format", "hf", ["hf", "original", "roberta", "flax"],
                                 "Format of --src.")
-_SRC = flags.DEFINE_string("src", None, "Source directory.", required=True)
+_SRC = flags.DEFINE_string("src", None, "Source directory, or a Hub repo id (org/name; not for "
+                           "--src_format=original).", required=True)
+_REVISION = flags.DEFINE_string("revision", None, "Hub id --src: branch, tag or commit hash "
+                                "(default main).")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Hub id --src: the cache directory "
+                                 "(default $HF_HUB_CACHE, i.e. $HF_HOME/hub).")
+_LOCAL_FILES_ONLY = flags.DEFINE_bool("local_files_only", None,
+                                      "Hub id --src: never contact the Hub, read the cache only "
+                                      "(default: HF_HUB_OFFLINE).")
+_TOKEN = flags.DEFINE_string("token", None, "Hub id --src: access token for a private or gated "
+                             "repository (default HF_TOKEN or the `hf auth login` token; prefer "
+                             "those, as a flag shows in the process list).")
 _DST = flags.DEFINE_string("dst", None, "Destination directory (must not exist).", required=True)
 _DST_FORMAT = flags.DEFINE_enum("dst_format", None, ["flax", "hf"],
                                 "Output format; default flax, or hf when --src_format=flax.")
@@ -53,21 +70,27 @@ def main(argv):
   if dst_format is None:
     dst_format = "hf" if src_format == "flax" else "flax"
   allow_pickle = _ALLOW_PICKLE.value
+  if src_format == "flax" and dst_format != "hf":
+    raise app.UsageError("--src_format=flax converts to --dst_format=hf only")
+  # An existing --dst is refused before a Hub id's download, not after.
+  checkpoint.check_destination(_DST.value, _OVERWRITE.value)
+  src = _SRC.value
+  if src_format != "original":  # an original archive is a local directory
+    src = hub.resolve(src, revision=_REVISION.value, cache_dir=_CACHE_DIR.value,
+                      local_files_only=_LOCAL_FILES_ONLY.value, token=_TOKEN.value)
   if src_format == "flax":
-    if dst_format != "hf":
-      raise app.UsageError("--src_format=flax converts to --dst_format=hf only")
-    hf.flax_to_hf(_SRC.value, _DST.value, overwrite=_OVERWRITE.value)
+    hf.flax_to_hf(src, _DST.value, overwrite=_OVERWRITE.value)
   elif src_format == "hf":
-    hf.convert(_SRC.value, _DST.value, dst_format=dst_format, architecture=_ARCH.value,
+    hf.convert(src, _DST.value, dst_format=dst_format, architecture=_ARCH.value,
                num_labels=_NUM_LABELS.value, overwrite=_OVERWRITE.value, seed=_SEED.value,
                allow_pickle=allow_pickle)
   elif src_format == "original":
-    original.convert(_SRC.value, _DST.value, dst_format=dst_format,
+    original.convert(src, _DST.value, dst_format=dst_format,
                      use_entity_aware_attention=_EAA.value,
                      marker_source_ids=_MARKER_IDS.value, overwrite=_OVERWRITE.value,
                      allow_pickle=allow_pickle)
   else:
-    roberta.convert(_SRC.value, _DST.value, dst_format=dst_format,
+    roberta.convert(src, _DST.value, dst_format=dst_format,
                     entity_vocab_size=_ENTITY_VOCAB_SIZE.value,
                     entity_emb_size=_ENTITY_EMB_SIZE.value,
                     use_entity_aware_attention=bool(_EAA.value), seed=_SEED.value,
