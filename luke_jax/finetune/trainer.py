@@ -293,7 +293,8 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   # ==== Parameters, optimizer, shardings ===================================================
   parts = make_step(config, runner, total)
   tx, abstract, shardings = parts.tx, parts.abstract, parts.shardings
-  mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
+  mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts,
+                                    schedule_steps=optim.schedule_steps(config.optim, total)[1])
   writer = None
   best_dir = workdir / "best"
   try:

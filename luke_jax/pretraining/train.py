@@ -285,7 +285,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   parts = make_step(config, model_config, mesh, rules, batch_sharding)
   tx, abstract, shardings = parts.tx, parts.abstract, parts.shardings
   loop_layout = checkpoint_layout(model_config, mesh, rules) if tc.init_checkpoint else None
-  mngr = checkpointing.make_manager(workdir, tc.ckpt_every, tc.keep_ckpts)
+  mngr = checkpointing.make_manager(
+      workdir, tc.ckpt_every, tc.keep_ckpts,
+      schedule_steps=optim.schedule_steps(config.optim, tc.steps)[1])
   writer = None
 
   try:

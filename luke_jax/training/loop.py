@@ -52,7 +52,8 @@ def run(state: TrainState, train_step: Callable, next_batch: Callable[[int], Map
     train_step: `(state, batch) -> (state, metrics)`, jitted, state donated.
     next_batch: `step -> batch` of global arrays for step `step + 1`.
     total_steps: where to stop.
-    manager: checkpoints: saved at its interval, when a hook asks, on preemption and at the end.
+    manager: checkpoints: saved at its interval, when a hook asks, on preemption, at the end,
+      and at a step `checkpointing.restore_latest` moved aside as damaged.
     writer: the run's metric writer.
     preemption: when to stop early (checked before every step).
     data_state: `step -> ` the input position to save with that step's checkpoint (JSON).
