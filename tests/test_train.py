@@ -26,10 +26,10 @@ def _fast_compiles():
   jax.config.update("jax_disable_most_optimizations", previous)
 
 
-def make_config(dataset_dir, **train):
+def make_config(dataset_dir, total_steps=0, **train):
   config = load_config("pretrain_tiny.py")
   config.data.dataset_dir = str(dataset_dir)
-  config.optim.warmup_steps = 1
+  config.optim.update(warmup_steps=1, total_steps=total_steps)
   config.train.update({**dict(steps=3, batch_size=4, log_every=1, ckpt_every=1,
                               export=False), **train})
   config.mesh = [("data", 1), ("fsdp", 1), ("tensor", 1)]
@@ -114,12 +114,13 @@ def test_bad_inputs_fail_before_training(dataset_dir, tmp_path):
 
 
 def test_workdir_of_another_run_is_refused(dataset_dir, tmp_path):
-  train.train_and_evaluate(make_config(dataset_dir, steps=1), tmp_path)
+  train.train_and_evaluate(make_config(dataset_dir, 10, steps=1), tmp_path)
   assert json.loads((tmp_path / checkpointing.CONFIG_HASH_FILE).read_text())["config_hash"]
   with pytest.raises(ValueError, match="another run"):
-    train.train_and_evaluate(make_config(dataset_dir, steps=1, seed=7), tmp_path)
-  # Only the length of the run may change: this resumes.
-  assert train.train_and_evaluate(make_config(dataset_dir, steps=2), tmp_path).step == 2
+    train.train_and_evaluate(make_config(dataset_dir, 10, steps=1, seed=7), tmp_path)
+  # Only the length of the run may change (its schedule is fixed by optim.total_steps): this
+  # resumes.
+  assert train.train_and_evaluate(make_config(dataset_dir, 10, steps=2), tmp_path).step == 2
 
 
 def test_gradient_accumulation_matches_one_big_batch(dataset_dir, tmp_path):
@@ -139,14 +140,15 @@ def test_gradient_accumulation_matches_one_big_batch(dataset_dir, tmp_path):
 
 def test_unreadable_newest_checkpoint_falls_back_to_the_previous(dataset_dir, tmp_path):
   import shutil
-  straight = train.train_and_evaluate(make_config(dataset_dir, steps=4), tmp_path / "straight")
+  straight = train.train_and_evaluate(make_config(dataset_dir, 4, steps=4),
+                                      tmp_path / "straight")
   work = tmp_path / "damaged"
-  train.train_and_evaluate(make_config(dataset_dir, steps=3, keep_ckpts=5), work)
+  train.train_and_evaluate(make_config(dataset_dir, 4, steps=3, keep_ckpts=5), work)
   newest = work / "checkpoints" / "3"
   assert newest.is_dir()
   for child in (newest / "state").iterdir():  # as if the host died while writing step 3
     shutil.rmtree(child) if child.is_dir() else child.unlink()
-  resumed = train.train_and_evaluate(make_config(dataset_dir, steps=4, keep_ckpts=5), work)
+  resumed = train.train_and_evaluate(make_config(dataset_dir, 4, steps=4, keep_ckpts=5), work)
   assert [s for s, _ in resumed.losses] == [3, 4]  # steps 3 and 4 were trained again
   a, b = flat(straight.params), flat(resumed.params)
   for k in a:

@@ -37,7 +37,9 @@ SCHEDULE_KEY = "schedule_steps"
 DAMAGED_SUFFIX = "_damaged"
 _HASH_CHUNK = 4 << 20  # streamed: memory stays flat whatever the file size
 # Fields that may change between a run and its resumption without changing what is trained.
-# `train.steps` may grow to train longer (with `optim.total_steps` 0 the decay is re-planned).
+# `train.steps` may grow to train longer when `optim.total_steps` fixes the schedule; with
+# `optim.total_steps` 0 the schedule is the run's length, stored with each checkpoint, and a
+# resume that would change it is refused (`restore_latest`).
 _UNHASHED = {("train", "steps"), ("train", "log_every"), ("train", "ckpt_every"),
              ("train", "keep_ckpts"), ("train", "export"), ("train", "eval_batch_size"),
              ("data", "num_workers"), ("mesh",), ("sharding",)}
