@@ -30,6 +30,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from luke_jax import checkpoint as luke_checkpoint
+from luke_jax import hub
 from luke_jax import pretrained as luke_pretrained
 from luke_jax import sharding
 from luke_jax.finetune import batching, init as init_lib, sizes, tasks
@@ -261,8 +262,11 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
   # ==== Everything that can be wrong with the inputs fails before any compilation ==========
   if not tc.init_checkpoint:
     raise ValueError("config.train.init_checkpoint is not set (a luke-jax checkpoint from "
-                     "`python -m luke_jax.convert` or pretraining, or a transformers LUKE dir)")
-  init_dir = Path(tc.init_checkpoint)
+                     "`python -m luke_jax.convert` or pretraining, a transformers LUKE dir, or "
+                     "the Hub id of either)")
+  # A Hub id is read from the Hugging Face cache (downloaded if missing; HF_HUB_OFFLINE,
+  # HF_TOKEN, HF_HOME as for transformers); a directory is used as it is.
+  init_dir = hub.resolve(tc.init_checkpoint)
   base_config, stored_arch, _ = luke_checkpoint.read_config(init_dir)
   sizes.check_data_config(config.data, base_config.replace(**model_overrides(config)), init_dir)
   files = {split: _checked_file(config, split, split == "train")
@@ -421,7 +425,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
 
   Args:
     config: the fine-tuning config (task name and data options such as lengths).
-    checkpoint_dir: a fine-tuned luke-jax checkpoint (e.g. `workdir/best`).
+    checkpoint_dir: a fine-tuned luke-jax checkpoint (e.g. `workdir/best`) or its Hub id.
     input_file: plain text (`raw=True`, the task's `read_raw` format) or a file in the task's
       official format.
     output_file: where to write; default `<input_file>.predictions<suffix>`.
@@ -431,9 +435,9 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
     One prediction per example.
   """
   config = run_config.checked(config)
-  checkpoint_dir = Path(checkpoint_dir)
   if not Path(input_file).is_file():
     raise FileNotFoundError(f"{input_file}: no such file")
+  checkpoint_dir = hub.resolve(checkpoint_dir)  # a directory, or a Hub id (after cheap checks)
   task = _make_task(config, checkpoint_dir)
   sizes.check_data_config(config.data, luke_checkpoint.read_config(checkpoint_dir)[0],
                           checkpoint_dir)
