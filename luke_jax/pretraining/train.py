@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from luke_jax import checkpoint as luke_checkpoint
+from luke_jax import hub
 from luke_jax import sharding
 from luke_jax.data import dataset as luke_dataset
 from luke_jax.data.masking import MaskingConfig, word_start_table
@@ -268,9 +269,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   entity_vocab = EntityVocab.load(dataset_dir / "entity_vocab.jsonl")
   model_config = model_config_from(config, tokenizer, entity_vocab)
   masking_config = masking_config_from(config, meta, tokenizer, entity_vocab, model_config)
+  init_dir = None
   if tc.init_checkpoint and not checkpointing.has_checkpoints(workdir):
-    # (A resumed run no longer needs it; it may be gone by then.)
-    check_init_checkpoint(tc.init_checkpoint, model_config)
+    # (A resumed run no longer needs it; it may be gone by then.) A Hub id is read from the
+    # Hugging Face cache, downloaded if missing; a directory is used as it is.
+    init_dir = hub.resolve(tc.init_checkpoint)
+    check_init_checkpoint(init_dir, model_config)
   checkpointing.check_workdir(workdir, config)
 
   pieces = [tokenizer.convert_ids_to_tokens(i) for i in range(len(tokenizer))]
@@ -305,8 +309,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       else:
         param_key, rng = jax.random.split(jax.random.PRNGKey(tc.seed))
         if tc.init_checkpoint:
-          params = load_init_params(tc.init_checkpoint, model_config, loop_layout,
-                                    shardings.params)
+          params = load_init_params(init_dir or hub.resolve(tc.init_checkpoint), model_config,
+                                    loop_layout, shardings.params)
           logging.info("initialised params from %s (fresh optimizer)", tc.init_checkpoint)
         else:
           params = lambda: registry.init_params(ARCHITECTURE, model_config, param_key)
