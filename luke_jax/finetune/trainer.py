@@ -244,7 +244,8 @@ def _write_json(path: Path, payload) -> None:
 
 def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
              preemption: PreemptionFlag | None = None,
-             stop_after: int | None = None) -> FinetuneResult:
+             stop_after: int | None = None,
+             hub_options: dict[str, Any] | None = None) -> FinetuneResult:
   """Fine-tunes `config.train.init_checkpoint` on `config.task`; resumes from `workdir`.
 
   Args:
@@ -252,6 +253,9 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
     workdir: see the module docstring for what it holds at the end.
     preemption: a flag to watch instead of installing a SIGTERM handler (tests).
     stop_after: act as if preempted once this step is reached (tests of resumption).
+    hub_options: `luke_jax.hub.resolve` keywords (revision, cache_dir, local_files_only,
+      token) for a Hub id in `config.train.init_checkpoint`; default the environment's. Kept
+      out of `config`, so the run's config (and its hash) holds the id as given.
 
   Returns:
     A `FinetuneResult`.
@@ -266,7 +270,7 @@ def finetune(config: ml_collections.ConfigDict, workdir: str | Path, *,
                      "the Hub id of either)")
   # A Hub id is read from the Hugging Face cache (downloaded if missing; HF_HUB_OFFLINE,
   # HF_TOKEN, HF_HOME as for transformers); a directory is used as it is.
-  init_dir = hub.resolve(tc.init_checkpoint)
+  init_dir = hub.resolve(tc.init_checkpoint, **(hub_options or {}))
   base_config, stored_arch, _ = luke_checkpoint.read_config(init_dir)
   sizes.check_data_config(config.data, base_config.replace(**model_overrides(config)), init_dir)
   files = {split: _checked_file(config, split, split == "train")

@@ -235,7 +235,8 @@ def batch_shapes(masking_config: MaskingConfig, batch_size: int) -> dict[str, ja
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *,
                        preemption: PreemptionFlag | None = None,
-                       stop_after: int | None = None) -> TrainResult:
+                       stop_after: int | None = None,
+                       hub_options: dict[str, Any] | None = None) -> TrainResult:
   """Pretrains LUKE as `config` says; resumes from `workdir` when it holds checkpoints.
 
   Args:
@@ -244,6 +245,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       luke-jax `LukeForMaskedLM` checkpoint with the dataset's tokenizer files).
     preemption: a flag to watch instead of installing a SIGTERM handler (tests).
     stop_after: act as if preempted once this step is reached (tests of resumption).
+    hub_options: `luke_jax.hub.resolve` keywords (revision, cache_dir, local_files_only,
+      token) for a Hub id in `config.train.init_checkpoint`; default the environment's. Kept
+      out of `config`, so the run's config (and its hash) holds the id as given.
 
   Returns:
     A `TrainResult`.
@@ -273,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
   if tc.init_checkpoint and not checkpointing.has_checkpoints(workdir):
     # (A resumed run no longer needs it; it may be gone by then.) A Hub id is read from the
     # Hugging Face cache, downloaded if missing; a directory is used as it is.
-    init_dir = hub.resolve(tc.init_checkpoint)
+    init_dir = hub.resolve(tc.init_checkpoint, **(hub_options or {}))
     check_init_checkpoint(init_dir, model_config)
   checkpointing.check_workdir(workdir, config)
 
@@ -309,8 +313,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, *
       else:
         param_key, rng = jax.random.split(jax.random.PRNGKey(tc.seed))
         if tc.init_checkpoint:
-          params = load_init_params(init_dir or hub.resolve(tc.init_checkpoint), model_config,
-                                    loop_layout, shardings.params)
+          params = load_init_params(
+              init_dir or hub.resolve(tc.init_checkpoint, **(hub_options or {})),
+              model_config, loop_layout, shardings.params)
           logging.info("initialised params from %s (fresh optimizer)", tc.init_checkpoint)
         else:
           params = lambda: registry.init_params(ARCHITECTURE, model_config, param_key)
