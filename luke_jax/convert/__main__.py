@@ -21,23 +21,15 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from luke_jax import checkpoint, cli, hub
+from luke_jax import checkpoint, cli, hub_flags
 from luke_jax.convert import hf, original, roberta
 
 _SRC_FORMAT = flags.DEFINE_enum("src_format", "hf", ["hf", "original", "roberta", "flax"],
                                 "Format of --src.")
 _SRC = flags.DEFINE_string("src", None, "Source directory, or a Hub repo id (org/name; not for "
                            "--src_format=original).", required=True)
-_REVISION = flags.DEFINE_string("revision", None, "Hub id --src: branch, tag or commit hash "
-                                "(default main).")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Hub id --src: the cache directory "
-                                 "(default $HF_HUB_CACHE, i.e. $HF_HOME/hub).")
-_LOCAL_FILES_ONLY = flags.DEFINE_bool("local_files_only", None,
-                                      "Hub id --src: never contact the Hub, read the cache only "
-                                      "(default: HF_HUB_OFFLINE).")
-_TOKEN = flags.DEFINE_string("token", None, "Hub id --src: access token for a private or gated "
-                             "repository (default HF_TOKEN or the `hf auth login` token; prefer "
-                             "those, as a flag shows in the process list).")
+_HUB = hub_flags.HubFlags("--src")
+flags.adopt_module_key_flags(hub_flags)  # listed by --help, not only --helpfull
 _DST = flags.DEFINE_string("dst", None, "Destination directory (must not exist).", required=True)
 _DST_FORMAT = flags.DEFINE_enum("dst_format", None, ["flax", "hf"],
                                 "Output format; default flax, or hf when --src_format=flax.")
@@ -76,8 +68,7 @@ def main(argv):
   checkpoint.check_destination(_DST.value, _OVERWRITE.value)
   src = _SRC.value
   if src_format != "original":  # an original archive is a local directory
-    src = hub.resolve(src, revision=_REVISION.value, cache_dir=_CACHE_DIR.value,
-                      local_files_only=_LOCAL_FILES_ONLY.value, token=_TOKEN.value)
+    src = _HUB.resolve(src)
   if src_format == "flax":
     hf.flax_to_hf(src, _DST.value, overwrite=_OVERWRITE.value)
   elif src_format == "hf":
