@@ -64,7 +64,7 @@ def main(argv):
                                   raw=_RAW.value)
     print(f"wrote {len(predictions)} predictions to {output}", flush=True)
     return
-  logging.info("config:\n%s", config)
+  logging.debug("config:\n%s", config)  # the run writes it to WORKDIR/config.json
   result = trainer.finetune(config, workdir)
   if result.preempted:
     print(f"run_finetune.py: stopped at step {result.step}; rerun the same command to resume",

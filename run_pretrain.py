@@ -62,8 +62,8 @@ def main(argv):
   if _JAX_DISTRIBUTED.value:
     jax.distributed.initialize(**explicit)
   jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
-  logging.info("process %d of %d", jax.process_index(), jax.process_count())
-  logging.info("config:\n%s", config)
+  logging.debug("process %d of %d", jax.process_index(), jax.process_count())
+  logging.debug("config:\n%s", config)  # the run writes it to WORKDIR/config.json
   from luke_jax.pretraining import train  # pylint: disable=g-import-not-at-top
   result = train.train_and_evaluate(config, workdir)
   if result.preempted:

@@ -19,12 +19,17 @@ Any other exception is a bug and keeps Python's traceback (exit status 1). The t
 expected error is printed too, above its line, with `--verbosity=1` (or higher) or with
 `LUKE_JAX_TRACEBACK=1` in the environment; `--pdb_post_mortem` debugs it as absl does.
 `absl.app.UsageError` (a bad combination of flags) and flag parsing errors keep absl's usage
-message.
+message. On a machine without TPU chips, `run` also keeps JAX from starting libtpu (installed
+by the `tpu` extra), whose start-up warnings would otherwise precede every message
+(`skip_absent_tpu`).
 """
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import os
+from pathlib import Path
 import sys
 import traceback
 from typing import Any, Callable, Sequence
@@ -82,6 +87,44 @@ def _wants_traceback() -> bool:
   return logging.get_verbosity() >= 1
 
 
+# Google's PCI vendor id: TPU chips show up under it (jax's `hardware_utils` reads the same).
+_GOOGLE_PCI_VENDOR = "0x1ae0"
+
+
+def _has_tpu_chips() -> bool:
+  for vendor in glob.glob("/sys/bus/pci/devices/*/vendor"):
+    try:
+      if Path(vendor).read_text().strip() == _GOOGLE_PCI_VENDOR:
+        return True
+    except OSError:
+      continue
+  return False
+
+
+def skip_absent_tpu() -> None:
+  """Keeps JAX from starting libtpu on a machine without TPU chips.
+
+  With libtpu installed (the `tpu` extra, for ahead-of-time compiles), JAX tries the TPU
+  backend first when `JAX_PLATFORMS` is unset; on a machine without chips libtpu then prints
+  about five lines of warnings and errors before JAX falls back, above every message of ours.
+  Where that would happen, the platforms JAX would end up with are named instead: `cuda,cpu`
+  when a CUDA plugin and an NVIDIA device are present, else `cpu`. A set `JAX_PLATFORMS` (or
+  `jax_platforms`) is left alone.
+  """
+  if os.environ.get("JAX_PLATFORMS") or importlib.util.find_spec("libtpu") is None:
+    return
+  if _has_tpu_chips():
+    return
+  cuda = (any(importlib.util.find_spec(f"jax_cuda{v}_plugin") for v in (12, 13))
+          and bool(glob.glob("/dev/nvidia[0-9]*")))
+  platforms = "cuda,cpu" if cuda else "cpu"
+  jax = sys.modules.get("jax")
+  if jax is None:
+    os.environ["JAX_PLATFORMS"] = platforms  # read when jax is imported
+  elif jax.config.jax_platforms is None:
+    jax.config.update("jax_platforms", platforms)  # backends start on first use, not import
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
         prog: str | None = None, runtime_errors: bool = True) -> None:
   """`absl.app.run(main)`, with expected errors reported as one line (see the module docstring).
@@ -95,6 +138,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
       them their traceback.
   """
   name = prog or _prog()
+  skip_absent_tpu()
 
   def guarded(args):
     try:

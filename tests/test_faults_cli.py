@@ -323,3 +323,17 @@ def test_exit_codes():
   assert cli.exit_code(KeyError("hidden_size")) is None
   assert cli.exit_code(TypeError("x")) is None
   assert cli.message(KeyError("no rule for 'x'")) == "no rule for 'x'"
+
+
+def test_errors_after_jax_starts_are_one_line_without_jax_platforms(tmp_path):
+  """With libtpu installed (the `tpu` extra) and no TPU chips, JAX would start libtpu, which
+  prints its own warnings above our message; the CLIs keep JAX off the absent TPU."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  proc = subprocess.run([sys.executable, "run_pretrain.py", "--config",
+                         "configs/pretrain_tiny.py", f"--config.data.dataset_dir={tmp_path}",
+                         "--workdir", str(tmp_path / "work")],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.splitlines() == [
+      f"run_pretrain.py: error: {tmp_path}: no metadata.json; set config.data.dataset_dir to "
+      "a directory made by luke_jax.data.build_pretraining_dataset"]
