@@ -71,6 +71,23 @@ class Sentence:
   scheme: str = "iob2"
 
 
+@dataclasses.dataclass(frozen=True)
+class SpanPrediction:
+  """One decoded entity of a sentence.
+
+  Attributes:
+    start, end: its words `[start, end)` in the sentence.
+    label: the entity type.
+    logit: the label's logit, the score that ranked it in the greedy decoding.
+    probability: the label's softmax probability over all classes ("O" included).
+  """
+  start: int
+  end: int
+  label: str
+  logit: float
+  probability: float
+
+
 class NerTask(Task):
   """CoNLL-2003 NER with `LukeForEntitySpanClassification`; the metric is seqeval's span F1.
 
@@ -231,28 +248,42 @@ class NerTask(Task):
   # ---- predictions and metrics ------------------------------------------------------------
   def decode(self, examples: Sequence[Sentence], features: Features,
              outputs: Mapping[str, np.ndarray], labels: Sequence[str]) -> list[list[str]]:
-    """IOB2 tags per sentence: each span's best class; non-"O" spans accepted greedily by
-    descending logit when they overlap no span accepted before."""
+    """IOB2 tags per sentence: the spans `predict_spans` accepts."""
+    return [ner_metric.spans_to_tags([(p.start, p.end, p.label) for p in accepted],
+                                     len(ex.words), "iob2")
+            for ex, accepted in zip(examples, self.predict_spans(examples, features, outputs,
+                                                                 labels))]
+
+  def predict_spans(self, examples: Sequence[Sentence], features: Features,
+                    outputs: Mapping[str, np.ndarray],
+                    labels: Sequence[str]) -> list[list[SpanPrediction]]:
+    """The entities of each sentence, in the order they were accepted.
+
+    Each span's class is its best logit; spans whose class is not 0 (the non-entity class,
+    whatever its name) are accepted greedily by descending logit when they overlap no span
+    accepted before: the reference's decoding (`examples/ner` of github.com/studio-ousia/luke).
+    """
     logits = np.asarray(outputs["logits"])
-    candidates: list[list[tuple[float, int, int, int]]] = [[] for _ in examples]
+    candidates: list[list[tuple[float, int, int, int, int, int]]] = [[] for _ in examples]
     for row, n in enumerate(features.example_index):
       spans = features.meta[row]["spans"]
       scores = logits[row, :len(spans)]
       best = scores.argmax(-1)
-      for (start, end), label, score in zip(spans, best, scores.max(-1)):
+      for k, ((start, end), label, score) in enumerate(zip(spans, best, scores.max(-1))):
         if label != 0:
-          candidates[n].append((float(score), start, end, int(label)))
+          candidates[n].append((float(score), start, end, int(label), row, k))
     predictions = []
     for ex, found in zip(examples, candidates):
       taken = np.zeros(len(ex.words), bool)
       accepted = []
       # A stable sort: equal scores keep the enumeration order (start, then end), as the
       # reference's `sorted(..., reverse=True)` does.
-      for _, start, end, label in sorted(found, key=lambda c: -c[0]):
+      for score, start, end, label, row, k in sorted(found, key=lambda c: -c[0]):
         if not taken[start:end].any():
           taken[start:end] = True
-          accepted.append((start, end, labels[label]))
-      predictions.append(ner_metric.spans_to_tags(accepted, len(ex.words), "iob2"))
+          accepted.append(SpanPrediction(start, end, labels[label], score,
+                                         _probability(logits[row, k], label)))
+      predictions.append(accepted)
     return predictions
 
   def evaluate(self, examples: Sequence[Sentence],
@@ -282,6 +313,12 @@ class NerTask(Task):
       out.append("")
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
     return path
+
+
+def _probability(logits: np.ndarray, label: int) -> float:
+  """Softmax probability of class `label`, in float64 (stable for large logits)."""
+  shifted = np.asarray(logits, np.float64) - np.max(logits)
+  return float(np.exp(shifted[label]) / np.exp(shifted).sum())
 
 
 # ---- reading --------------------------------------------------------------------------------
