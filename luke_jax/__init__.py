@@ -18,6 +18,7 @@ _EXPORTS = {
     "build": "luke_jax.models.registry",
     "LukeTokenizer": "luke_jax.tokenization.tokenizer",
     "EntityVocab": "luke_jax.tokenization.entity_vocab",
+    "pipeline": "luke_jax.inference.factory",
     **{name: "luke_jax.models.heads" for name in (
         "LukeForMaskedLM", "LukeForEntityClassification", "LukeForEntityPairClassification",
         "LukeForEntitySpanClassification", "LukeForSequenceClassification",
