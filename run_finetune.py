@@ -4,6 +4,10 @@ r"""LUKE fine-tuning entry point: the paper's five tasks, with their official me
       --config.train.init_checkpoint=$LUKE --config.data.train_file=eng.train \
       --config.data.dev_file=eng.testa --config.data.test_file=eng.testb --workdir $W
 
+`--config.train.init_checkpoint` (and `--checkpoint` below) may be a Hugging Face Hub id such as
+studio-ousia/luke-base, read from the Hugging Face cache and downloaded when missing
+(--revision, --cache_dir, --local_files_only, --token; see `luke_jax.hub`).
+
 Tasks: conll2003, tacred, open_entity, squad, record (`configs/finetune/<task>.py`; each
 docstring gives its command). `--workdir` ends with `results.json` (dev and test metrics of
 the best dev model), `{dev,test}_predictions.*` in the task's official format, `best/` (a
@@ -21,7 +25,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from luke_jax import cli
+from luke_jax import cli, hub_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Fine-tuning configuration file.",
                                           lock_config=True)
@@ -34,12 +38,14 @@ _RAW = flags.DEFINE_bool("raw", True, "--predict_file is plain text in the task'
                          "classification: <e1>subject</e1> ... <e2>object</e2>); --noraw reads "
                          "the task's official format.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
-                                  "Fine-tuned checkpoint for --predict_only (default "
-                                  "WORKDIR/best).")
+                                  "Fine-tuned checkpoint for --predict_only, a directory or a "
+                                  "Hub id (default WORKDIR/best).")
 _OUTPUT = flags.DEFINE_string("output", None, "Prediction file of --predict_only (default "
                               "WORKDIR/predictions.<task format>).")
 _JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
                                      "Call jax.distributed.initialize() (multi-host).")
+_HUB = hub_flags.HubFlags("--config.train.init_checkpoint (or --checkpoint)")
+flags.adopt_module_key_flags(hub_flags)  # listed by --help, not only --helpfull
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -56,7 +62,7 @@ def main(argv):
   if _PREDICT_ONLY.value:
     if not _PREDICT_FILE.value:
       raise app.UsageError("--predict_only needs --predict_file")
-    checkpoint = Path(_CHECKPOINT.value or workdir / "best")
+    checkpoint = _HUB.resolve(_CHECKPOINT.value) if _CHECKPOINT.value else workdir / "best"
     suffix = tasks.get(config.task).prediction_suffix
     output = Path(_OUTPUT.value or workdir / f"predictions{suffix}")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +71,7 @@ def main(argv):
     print(f"wrote {len(predictions)} predictions to {output}", flush=True)
     return
   logging.debug("config:\n%s", config)  # the run writes it to WORKDIR/config.json
-  result = trainer.finetune(config, workdir)
+  result = trainer.finetune(config, workdir, hub_options=_HUB.options())
   if result.preempted:
     print(f"run_finetune.py: stopped at step {result.step}; rerun the same command to resume",
           file=sys.stderr)

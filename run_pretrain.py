@@ -6,7 +6,9 @@ r"""LUKE pretraining entry point.
 
 Resumes from `--workdir` when it holds checkpoints; SIGTERM saves and exits 0. At the end
 `--workdir` holds `model/` (a luke-jax checkpoint) and, with `config.train.export`,
-`hf_export/` (the same model for `transformers.LukeForMaskedLM`).
+`hf_export/` (the same model for `transformers.LukeForMaskedLM`). `--config.train.init_checkpoint`
+may be a Hugging Face Hub id, read from the Hugging Face cache and downloaded when missing
+(--revision, --cache_dir, --local_files_only, --token; see `luke_jax.hub`).
 
 Multi-host: run the same command on every host with `--jax_distributed`, which calls
 `jax.distributed.initialize()`. On Cloud TPU VMs, SLURM, Open MPI and Kubernetes JAX finds the
@@ -29,7 +31,7 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from luke_jax import cli
+from luke_jax import cli, hub_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                           lock_config=True)
@@ -45,6 +47,8 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
 _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "--jax_distributed: this process's index (default: "
                                    "detected).")
+_HUB = hub_flags.HubFlags("--config.train.init_checkpoint")
+flags.adopt_module_key_flags(hub_flags)  # listed by --help, not only --helpfull
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -65,7 +69,7 @@ def main(argv):
   logging.debug("process %d of %d", jax.process_index(), jax.process_count())
   logging.debug("config:\n%s", config)  # the run writes it to WORKDIR/config.json
   from luke_jax.pretraining import train  # pylint: disable=g-import-not-at-top
-  result = train.train_and_evaluate(config, workdir)
+  result = train.train_and_evaluate(config, workdir, hub_options=_HUB.options())
   if result.preempted:
     print(f"run_pretrain.py: stopped at step {result.step}; rerun the same command to resume",
           file=sys.stderr)
