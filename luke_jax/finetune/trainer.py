@@ -35,6 +35,9 @@ from luke_jax import pretrained as luke_pretrained
 from luke_jax import sharding
 from luke_jax.finetune import batching, init as init_lib, sizes, tasks
 from luke_jax.finetune.task import Features, Task
+from luke_jax.inference import compilation_cache
+from luke_jax.inference.compiled import CompiledForward
+from luke_jax.inference.runner import BucketedRunner
 from luke_jax.models import registry
 from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.tokenizer import LukeTokenizer
@@ -454,10 +457,11 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   examples = task.read_raw(input_file) if raw else task.read(input_file, "predict")
   features = task.featurize(examples, labels, "predict")
   sizes.check_features(features.arrays, module.config, str(input_file))
-  runner = Runner(config, task, module, features.arrays)
-  batch = _round_up(config.train.eval_batch_size, runner.shards * jax.process_count())
-  params = jax.device_put(params, runner.param_shardings())
-  outputs = runner.outputs(params, features, batch)
+  # The pipelines' way (luke_jax.inference): each row padded to the next bucket of the length
+  # it uses, not to max_seq_length x max_entity_length; one program per bucket, on one device.
+  compilation_cache.enable()  # LUKE_JAX_COMPILATION_CACHE, when set
+  forward = CompiledForward(module, params, task)
+  outputs = BucketedRunner(forward, config.train.eval_batch_size).outputs(features.arrays)
   predictions = task.decode(examples, features, outputs, labels)
   output_file = Path(output_file or f"{input_file}.predictions{task.prediction_suffix}")
   if jax.process_index() == 0:
