@@ -16,9 +16,13 @@ rerunning the same command resumes. Predictions on new text with a fine-tuned mo
 
   python run_finetune.py --config configs/finetune/conll2003.py --predict_only \
       --predict_file sentences.txt --workdir $W     # uses $W/best; writes $W/predictions.*
+
+`--output_format=jsonl` writes one JSON object per input text instead (entities with character
+offsets and scores, as `luke_jax.pipeline` returns them); `--output=-` prints to stdout.
 """
 
 import sys
+import tempfile
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -41,7 +45,12 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None,
                                   "Fine-tuned checkpoint for --predict_only, a directory or a "
                                   "Hub id (default WORKDIR/best).")
 _OUTPUT = flags.DEFINE_string("output", None, "Prediction file of --predict_only (default "
-                              "WORKDIR/predictions.<task format>).")
+                              "WORKDIR/predictions.<task format>, or .jsonl); - for stdout.")
+_OUTPUT_FORMAT = flags.DEFINE_enum(
+    "output_format", "task", ["task", "jsonl"],
+    "--predict_only output: 'task', the task's own format (CoNLL tags, ...); 'jsonl', one JSON "
+    "object per input text with character offsets and scores, from luke_jax.pipeline "
+    "(conll2003, open_entity, tacred). --output=- prints to stdout.")
 _JAX_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False,
                                      "Call jax.distributed.initialize() (multi-host).")
 _HUB = hub_flags.HubFlags("--config.train.init_checkpoint (or --checkpoint)")
@@ -63,12 +72,7 @@ def main(argv):
     if not _PREDICT_FILE.value:
       raise app.UsageError("--predict_only needs --predict_file")
     checkpoint = _HUB.resolve(_CHECKPOINT.value) if _CHECKPOINT.value else workdir / "best"
-    suffix = tasks.get(config.task).prediction_suffix
-    output = Path(_OUTPUT.value or workdir / f"predictions{suffix}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    predictions = trainer.predict(config, checkpoint, _PREDICT_FILE.value, output,
-                                  raw=_RAW.value)
-    print(f"wrote {len(predictions)} predictions to {output}", flush=True)
+    _predict(config, checkpoint, workdir, tasks.get(config.task).prediction_suffix, trainer)
     return
   logging.debug("config:\n%s", config)  # the run writes it to WORKDIR/config.json
   result = trainer.finetune(config, workdir, hub_options=_HUB.options())
@@ -77,6 +81,31 @@ def main(argv):
           file=sys.stderr)
   else:
     print(f"results: {workdir / trainer.RESULTS_FILE}", flush=True)
+
+
+def _predict(config, checkpoint, workdir: Path, suffix: str, trainer) -> None:
+  """--predict_only: the task's format or JSON lines, to a file or (--output=-) stdout."""
+  jsonl = _OUTPUT_FORMAT.value == "jsonl"
+  to_stdout = _OUTPUT.value == "-"
+  output = None if to_stdout else Path(
+      _OUTPUT.value or workdir / ("predictions.jsonl" if jsonl else f"predictions{suffix}"))
+  if jsonl:
+    from luke_jax.inference import files  # pylint: disable=g-import-not-at-top
+    records = files.predict(files.pipeline_for(config, checkpoint), config.task,
+                            _PREDICT_FILE.value, raw=_RAW.value)
+    count = files.write(records, sys.stdout if to_stdout else output)
+  elif to_stdout:
+    with tempfile.TemporaryDirectory() as tmp:
+      path = Path(tmp) / f"predictions{suffix}"
+      count = len(trainer.predict(config, checkpoint, _PREDICT_FILE.value, path, raw=_RAW.value))
+      sys.stdout.write(path.read_text(encoding="utf-8"))
+      sys.stdout.flush()
+  else:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    count = len(trainer.predict(config, checkpoint, _PREDICT_FILE.value, output, raw=_RAW.value))
+  # With the predictions on stdout, the note goes to stderr.
+  print(f"wrote {count} predictions to {'stdout' if to_stdout else output}", flush=True,
+        file=sys.stderr if to_stdout else sys.stdout)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ matches wins):
 2. A few titles, company suffixes and month names with their period (`Mr.`, `Dr.`, `St.`,
    `Inc.`, `Ltd.`, `Co.`, `Corp.`, `Jan.` ... ; case-sensitive, see `_TITLES`) and an uppercase
    initial (`J. Smith`). Any other word-final period is sentence punctuation and stands alone.
-3. Runs of `...` and `--`.
+3. Runs of `...` and `--`; a clitic standing alone (`'s` in `Germany 's`, CoNLL's spelling).
 4. Words: letters, digits, combining marks (so decomposed accents and Indic vowel signs stay
    inside their word) and zero-width (non-)joiners, joined inside by hyphens, apostrophes,
    periods, `&` and `·` (`COVID-19`, `O'Neil`, `AT&T`, `example.com`, `3.5`), and by `,` `:` `/`
@@ -105,6 +105,7 @@ def _pattern() -> re.Pattern:
       rf"(?:{letter}\.){{2,}}",                         # 1. U.S., e.g.
       rf"(?:{titles})\.|[A-Z\u00c0-\u00d6\u00d8-\u00de]\.(?!{word_char})",  # 2. Mr., Inc., J.
       r"\.{2,}|-{2,}",                                  # 3. ... --
+      rf"(?i:['\u2019](?:s|re|ve|ll|d|m))(?!{word_char})",  # 3. a clitic on its own: 's
       (rf"(?P<word>{word_char}+(?:(?:[-\u2010\u2011'\u2019.&\u00b7]|(?<=\d)[,:/](?=\d))"
        rf"{word_char}+)*)"),                            # 4. words, numbers
       rf"[^\s{_SEPARATORS}][{marks}]*",                 # 5. anything else, alone
