@@ -96,7 +96,8 @@ def _looks_local(text: str) -> bool:
 
 
 def _is_repo_id(text: str) -> bool:
-  from huggingface_hub.utils import HFValidationError, validate_repo_id  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from huggingface_hub.utils import HFValidationError, validate_repo_id
   try:
     validate_repo_id(text)
   except HFValidationError:
@@ -115,6 +116,8 @@ def _snapshot(repo_id: str, *, revision, cache_dir, local_files_only, token, wei
   # Read at call time, not import time: huggingface_hub reads the environment into `constants`
   # once, and its own tests patch `constants.HF_HUB_OFFLINE` to switch offline mode.
   offline = bool(local_files_only) or constants.HF_HUB_OFFLINE
+  why_offline = ("downloads are off ("
+                 + ("local_files_only" if local_files_only else "HF_HUB_OFFLINE=1") + ")")
   cache = Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser()
   what = repo_id if revision is None else f"{repo_id} (revision {revision})"
   command = " ".join(["hf download", repo_id] + (["--revision", revision] if revision else [])
@@ -135,16 +138,16 @@ def _snapshot(repo_id: str, *, revision, cache_dir, local_files_only, token, wei
           repo_id, revision=folder.name, allow_patterns=list(PICKLE_FILES),
           ignore_patterns=NESTED_WEIGHTS, **common))
   except errors.IncompleteSnapshotError as e:
+    # An interrupted download: huggingface_hub's cached file listing names files it lacks.
+    why = why_offline if offline else "the Hub cannot be reached"
     raise FileNotFoundError(
-        f"{what}: the cached snapshot {e.snapshot_path} misses files and the Hub cannot be "
-        f"reached{' (offline)' if offline else ''}: run `{command}` once online, or pass a "
-        "local directory") from None
+        f"{what}: the cached snapshot {e.snapshot_path} misses files and {why}: run "
+        f"`{command}` once online, or pass a local directory") from None
   except errors.LocalEntryNotFoundError as e:
     if offline:
-      switch = "local_files_only" if local_files_only else "HF_HUB_OFFLINE=1"
       raise FileNotFoundError(
-          f"{what} is not in the Hugging Face cache at {cache} and downloads are off "
-          f"({switch}): run `{command}` once online, or pass a local directory") from None
+          f"{what} is not in the Hugging Face cache at {cache} and {why_offline}: run "
+          f"`{command}` once online, or pass a local directory") from None
     cause = e.__cause__ or e
     raise FileNotFoundError(
         f"{what} is not in the Hugging Face cache at {cache} and the Hub cannot be reached "
