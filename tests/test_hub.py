@@ -412,3 +412,52 @@ def test_converter_cli_by_id(hf_home, guard_dir, tmp_path, offline):
                   f"{hf_home / 'hub'} and downloads are off (HF_HUB_OFFLINE=1): run `hf download "
                   "org/missing` once online, or pass a local directory")
   assert not (tmp_path / "x").exists()
+
+
+def test_run_finetune_by_id(hf_home, guard_dir, tmp_path):
+  # Online as far as the environment says; --local_files_only keeps the run off the network.
+  env = _env(hf_home, guard_dir)
+  train = tmp_path / "train.txt"
+  train.write_text("-DOCSTART- -X- -X- O\n\nAlice NNP B-NP B-PER\nvisited VBD B-VP O\n"
+                   "Tokyo NNP B-NP B-LOC\n. . O O\n\n")
+  work = tmp_path / "work"
+  # Every check before compiling passes (checkpoint, tokenizer, features against the model's
+  # tables, the workdir); a run of zero steps then stops, as cheap as a run gets.
+  proc = _run(["run_finetune.py", "--config", "configs/finetune/conll2003.py",
+               "--config.train.init_checkpoint=org/jax", "--local_files_only",
+               f"--config.data.train_file={train}", "--config.data.max_seq_length=48",
+               "--config.train.num_epochs=0", "--config.train.steps=0", f"--workdir={work}"], env)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert _error_line(proc, "run_finetune.py") == (
+      "run_finetune.py: error: config.train.num_epochs and config.train.steps are both 0; set one")
+  assert json.loads((work / "labels.json").read_text())  # featurized with the id's tokenizer
+  recorded = json.loads((work / "config.json").read_text())
+  assert recorded["train"]["init_checkpoint"] == "org/jax"  # the run's config keeps the id
+
+  raw = tmp_path / "raw.txt"
+  raw.write_text("Alice visited Paris .\n")
+  proc = _run(["run_finetune.py", "--config", "configs/finetune/conll2003.py", "--predict_only",
+               f"--predict_file={raw}", "--checkpoint=org/tuned", "--revision=v2",
+               "--local_files_only", f"--workdir={work}"], env)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert _error_line(proc, "run_finetune.py") == (
+      f"run_finetune.py: error: org/tuned (revision v2) is not in the Hugging Face cache at "
+      f"{hf_home / 'hub'} and downloads are off (local_files_only): run `hf download org/tuned "
+      "--revision v2` once online, or pass a local directory")
+
+
+def test_run_pretrain_init_checkpoint_by_id(hf_home, guard_dir, tmp_path, luke_dir):
+  from luke_jax.tokenization.entity_vocab import EntityVocab
+  dataset = tmp_path / "dataset"  # what the run reads before its init checkpoint
+  shutil.copytree(luke_dir, dataset)
+  EntityVocab.load(luke_dir / "entity_vocab.json").save(dataset / "entity_vocab.jsonl")
+  (dataset / "metadata.json").write_text(json.dumps(
+      {"max_seq_length": 8, "max_entity_length": 1, "max_mention_length": 1}))
+  proc = _run(["run_pretrain.py", "--config", "configs/pretrain_tiny.py",
+               f"--config.data.dataset_dir={dataset}", "--config.train.init_checkpoint=org/name",
+               "--revision=v1", f"--workdir={tmp_path / 'work'}"],
+              _env(hf_home, guard_dir, HF_HUB_OFFLINE="1"))
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  snapshot = hf_home / "hub" / "models--org--name" / "snapshots" / V1
+  assert _error_line(proc, "run_pretrain.py").startswith(
+      f"run_pretrain.py: error: config.train.init_checkpoint={snapshot} holds a LukeModel; ")
