@@ -111,6 +111,8 @@ def _direct(pipe, inputs):
     ("I don't think Germany's can't", ["I", "do", "n't", "think", "Germany", "'s", "ca",
                                        "n't"]),
     ("O'Neil's rock'n'roll", ["O'Neil", "'s", "rock'n'roll"]),
+    ("Germany 's rep does n't 'sell'", ["Germany", "'s", "rep", "does", "n't", "'", "sell",
+                                        "'"]),
     ("Mr. J. Smith of Acme Inc. left.", ["Mr.", "J.", "Smith", "of", "Acme", "Inc.", "left",
                                          "."]),
     ("It cost $1,000.50 at 10:30 on 1996-08-22...", ["It", "cost", "$", "1,000.50", "at",
@@ -343,3 +345,41 @@ def test_compilation_cache_from_environment(tmp_path, checkpoints):
   directory, compilations, hits = proc.stdout.split()
   assert directory == str(tmp_path / "cache") and compilations == "1" and int(hits) >= 1
   assert any((tmp_path / "cache").iterdir())
+
+
+# ---- run_finetune.py --predict_only --output_format=jsonl -----------------------------------
+
+def test_cli_prints_jsonl(tmp_path, checkpoints, ner):
+  raw = tmp_path / "raw.txt"
+  # Blank lines between the sentences: each is its own document, as `ner(text)` reads it.
+  raw.write_text(f"{TEXTS[0]}\n\n{TEXTS[1]}\n\n  Tokyo ,\tJapan.\n", encoding="utf-8")
+  proc = subprocess.run(
+      [sys.executable, "run_finetune.py", "--config", "configs/finetune/conll2003.py",
+       "--predict_only", f"--predict_file={raw}", f"--checkpoint={checkpoints['ner']}",
+       f"--workdir={tmp_path / 'work'}", "--output=-", "--output_format=jsonl",
+       "--config.data.max_seq_length=64", "--config.data.max_mention_length=6"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is JSON
+  texts = [TEXTS[0], TEXTS[1], "  Tokyo ,\tJapan."]
+  assert [r["text"] for r in records] == texts
+  assert "wrote 3 predictions to stdout" in proc.stderr
+  for record, expected in zip(records, ner(texts)):
+    assert [(e["start"], e["end"], e["text"], e["label"]) for e in record["entities"]] == [
+        (e["start"], e["end"], e["text"], e["label"]) for e in expected]
+    assert [e["score"] for e in record["entities"]] == pytest.approx(
+        [e["score"] for e in expected], abs=1e-5)
+
+
+def test_jsonl_records_of_marked_files(tmp_path, typing, relation):
+  from luke_jax.inference import files
+  path = tmp_path / "typing.txt"
+  path.write_text("<e>Beyoncé</e> lives in Los Angeles.\n", encoding="utf-8")
+  assert files.predict(typing, "open_entity", path) == [
+      {"text": TEXTS[0], **typing(TEXTS[0], span=(0, 7))}]
+  path = tmp_path / "relation.txt"
+  path.write_text("<e1>Bill Gates</e1> founded <e2>Microsoft</e2> in 1975.\n", encoding="utf-8")
+  text = "Bill Gates founded Microsoft in 1975."
+  assert files.predict(relation, "tacred", path) == [
+      {"text": text, "subj": [0, 10], "obj": [19, 28],
+       **relation(text, subj=(0, 10), obj=(19, 28))}]
