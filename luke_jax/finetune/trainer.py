@@ -460,7 +460,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   # The pipelines' way (luke_jax.inference): each row padded to the next bucket of the length
   # it uses, not to max_seq_length x max_entity_length; one program per bucket, on one device.
   compilation_cache.enable()  # LUKE_JAX_COMPILATION_CACHE, when set
-  forward = CompiledForward(module, params, task)
+  forward = CompiledForward(module, params, task.input_keys, task.outputs)
   outputs = BucketedRunner(forward, config.train.eval_batch_size).outputs(features.arrays)
   predictions = task.decode(examples, features, outputs, labels)
   output_file = Path(output_file or f"{input_file}.predictions{task.prediction_suffix}")

@@ -98,7 +98,7 @@ class Pipeline:
                       f"options: {sorted(set(data) - {'max_seq_length', 'max_mention_length'})}")
     data.update(task_options)
     self.task = self.task_class(ml_collections.ConfigDict(data), tokenizer)
-    self.forward = CompiledForward(module, params, self.task)
+    self.forward = CompiledForward(module, params, self.task.input_keys, self.task.outputs)
     self.runner = BucketedRunner(self.forward, batch_size, buckets, entity_buckets)
 
   def task_defaults(self) -> dict[str, Any]:

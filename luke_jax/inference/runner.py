@@ -76,7 +76,7 @@ class BucketedRunner:
     row used; decoders read only each row's real positions, as they do with the padded
     positions of unbucketed features.
     """
-    keys = [k for k in self.forward.task.input_keys if k in arrays]
+    keys = [k for k in self.forward.input_keys if k in arrays]
     n = len(arrays[WORD_MASK])
     pieces: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     for (words, entities), rows in self.plan(arrays).items():
