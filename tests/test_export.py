@@ -172,7 +172,8 @@ def test_bad_inputs_are_one_line_naming_the_input(span_export, span_model):
   loaded = export_lib.load(span_export)
   good = _inputs(SPAN, span_model[0].config, SHAPES[0], seed=0)
   cases = [
-      (dict(good, entity_start_positions=None), TypeError, "missing input 'entity_start_positions'"),
+      (dict(good, entity_start_positions=None), TypeError,
+       "missing input 'entity_start_positions'"),
       ({k: v for k, v in good.items() if k != "entity_ids"}, TypeError, "'entity_ids'"),
       (dict(good, entity_ids=good["entity_ids"][0]), ValueError, "entity_ids: rank 1"),
       (dict(good, attention_mask=good["attention_mask"] * 1.0), ValueError,

@@ -24,7 +24,7 @@ __all__ = ["ExportedModel", "ExportedOutputs", "export", "load"]
 
 
 def export(model, out: str | os.PathLike, *, architecture: str | None = None,
-           dtype: str = "float32", platforms: Sequence[str] = ("cpu", "cuda", "tpu"),
+           dtype: str = "float32", platforms: Sequence[str] | str | None = None,
            tokenizer=None, overwrite: bool = False) -> Path:
   """Writes a serving directory for `model` at `out`; see `luke_jax.export.writer.export`."""
   # The writer imports the model code; a process that only loads artifacts never pays for it.

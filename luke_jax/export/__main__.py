@@ -25,8 +25,8 @@ _ARCH = flags.DEFINE_string("architecture", None,
                             "Head to load --model as; default the checkpoint's own.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                            "Compute and stored parameter dtype.")
-_PLATFORMS = flags.DEFINE_list("platforms", ["cpu", "cuda", "tpu"],
-                               "Platforms the program is lowered for (any of cpu, cuda, tpu).")
+_PLATFORMS = flags.DEFINE_list("platforms", None, "Platforms the program is lowered for "
+                               "(any of cpu, cuda, tpu); default all three.")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None,
                                  "Tokenizer directory; default --model's own files.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --out if it exists.")

@@ -26,8 +26,7 @@ from luke_jax.export.outputs import ExportedOutputs
 # (and a head's inputs that this model does not take, e.g. `entity_start_positions` from a
 # span-classification tokenizer given to an encoder) instead of refusing the call.
 _TOKENIZER_KEYS = frozenset({"offset_mapping", "overflow_to_sample_mapping", "length",
-                             "token_type_ids", "entity_token_type_ids", "entity_start_positions",
-                             "entity_end_positions"})
+                             "entity_start_positions", "entity_end_positions"})
 
 
 class ExportedModel:
@@ -83,7 +82,8 @@ class ExportedModel:
     """The saved tokenizer (`LukeTokenizer`), read on first use."""
     if self._tokenizer is None:
       # The tokenizer is plain Python and numpy; it never imports the model code.
-      from luke_jax.tokenization.tokenizer import LukeTokenizer  # pylint: disable=g-import-not-at-top
+      # pylint: disable-next=g-import-not-at-top
+      from luke_jax.tokenization.tokenizer import LukeTokenizer
       self._tokenizer = LukeTokenizer.from_pretrained(self.directory / files.TOKENIZER)
     return self._tokenizer
 

@@ -1,4 +1,4 @@
-"""`ExportedOutputs`: a loaded model's outputs, by attribute (`out.logits`) or key (`out["logits"]`)."""
+"""`ExportedOutputs`: a loaded model's outputs, as `out.logits` or `out["logits"]`."""
 
 from __future__ import annotations
 

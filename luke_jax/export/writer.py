@@ -62,8 +62,8 @@ _TOKENIZER_TASKS = {
 
 
 def export(model, out: str | os.PathLike, *, architecture: str | None = None,
-           dtype: str = "float32", platforms: Sequence[str] = PLATFORMS, tokenizer=None,
-           overwrite: bool = False) -> Path:
+           dtype: str = "float32", platforms: Sequence[str] | str | None = None,
+           tokenizer=None, overwrite: bool = False) -> Path:
   """Writes the export directory `out` (see the module docstring); returns its path.
 
   Args:
@@ -72,7 +72,8 @@ def export(model, out: str | os.PathLike, *, architecture: str | None = None,
     out: the directory to write; written under a temporary name and renamed when complete.
     architecture: the head to load `model` as (`from_pretrained`'s `architecture`).
     dtype: "float32" or "bfloat16": the compute and the stored parameter dtype.
-    platforms: where the program must run: any of "cpu", "cuda", "tpu".
+    platforms: where the program must run: any of "cpu", "cuda", "tpu" (a list, or one
+      comma-separated string); default all three.
     tokenizer: a `LukeTokenizer` or a directory holding one; default the `model` directory.
     overwrite: replace an existing `out`.
 
@@ -136,7 +137,9 @@ def export(model, out: str | os.PathLike, *, architecture: str | None = None,
   return Path(out)
 
 
-def _check_platforms(platforms: Sequence[str]) -> tuple[str, ...]:
+def _check_platforms(platforms: Sequence[str] | str | None) -> tuple[str, ...]:
+  if platforms is None:
+    return PLATFORMS
   if isinstance(platforms, str):
     platforms = platforms.split(",")
   platforms = tuple(dict.fromkeys(p.strip().lower() for p in platforms if p.strip()))
