@@ -34,7 +34,7 @@ from luke_jax import checkpoint, hub
 from luke_jax.convert.torch_to_flax import params_to_state_dict
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
-from conftest import TINY, make_inputs, save_torch_model, torch_model
+from conftest import TINY, save_torch_model, torch_model
 
 pytestmark = pytest.mark.torch
 
@@ -202,6 +202,15 @@ def test_local_looking_paths_that_do_not_exist_are_named(tmp_path, monkeypatch):
     hub.resolve("file.txt")
 
 
+def test_a_local_tokenizer_needs_no_huggingface_hub(luke_dir, hf_home, guard_dir):
+  code = ("import sys, luke_jax\n"
+          f"luke_jax.LukeTokenizer.from_pretrained({str(luke_dir)!r})\n"
+          "print('huggingface_hub' in sys.modules, 'jax' in sys.modules)\n")
+  proc = _run(["-c", code], _env(hf_home, guard_dir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.split() == ["False", "False"]
+
+
 # -- which files a download asks for ---------------------------------------------------------
 
 
@@ -298,12 +307,8 @@ def test_from_pretrained_by_id_equals_the_snapshot_directory(offline):
   model, params = luke_jax.from_pretrained("org/name")
   ref_model, ref_params = luke_jax.from_pretrained(snapshot)
   _assert_trees_equal(params, ref_params)
-  inputs = make_inputs("LukeModel", TINY)
-  out = model.apply({"params": params}, **inputs, deterministic=True)
-  ref = ref_model.apply({"params": ref_params}, **inputs, deterministic=True)
-  assert type(model) is type(ref_model)
-  np.testing.assert_array_equal(out.last_hidden_state, ref.last_hidden_state)
-  np.testing.assert_array_equal(out.entity_last_hidden_state, ref.entity_last_hidden_state)
+  assert type(model) is type(ref_model) and model.config == ref_model.config
+  # (The outputs are compared in test_readme_first_screen_runs.)
 
 
 def test_revision_picks_the_other_snapshot(offline):
@@ -330,6 +335,23 @@ def test_tokenizer_by_id(offline, luke_dir):
   local = LukeTokenizer.from_pretrained(luke_dir, task="entity_pair_classification")
   assert by_id(text, entity_spans=spans) == local(text, entity_spans=spans)
   assert len(LukeTokenizer.from_pretrained("org/name", revision="v1")) == len(local)
+
+
+def test_readme_first_screen_runs(offline):
+  import jax
+  readme = (ROOT / "README.md").read_text(encoding="utf-8")
+  code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+  assert 'luke_jax.from_pretrained("studio-ousia/luke-base")' in code
+  scope = {}
+  exec(code.replace("studio-ousia/luke-base", "org/name"), scope)  # pylint: disable=exec-used
+  out = scope["out"]
+  assert out.entity_last_hidden_state.shape == (1, 2, TINY["hidden_size"])
+  # The same outputs as the snapshot directory loaded by its path.
+  model, params = luke_jax.from_pretrained(offline / "models--org--name" / "snapshots" / MAIN)
+  ref = jax.jit(lambda p, **inputs: model.apply({"params": p}, **inputs, deterministic=True))(
+      params, **scope["batch"])
+  np.testing.assert_array_equal(out.last_hidden_state, ref.last_hidden_state)
+  np.testing.assert_array_equal(out.entity_last_hidden_state, ref.entity_last_hidden_state)
 
 
 def test_not_cached_offline_is_one_line_naming_the_id(offline):
