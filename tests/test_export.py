@@ -101,6 +101,10 @@ def test_cli_writes_a_small_program_beside_the_weights_and_refuses_an_existing_o
   program = (encoder_export / files.PROGRAM).stat().st_size
   params = (encoder_export / files.PARAMS).stat().st_size
   assert program < 300_000 < 6_000_000 < params
+  # Readable as any file the umask lets through, not private as temporary directories are.
+  mode = lambda p: p.stat().st_mode & 0o777
+  assert mode(encoder_export) == mode(encoder_export / files.TOKENIZER)
+  assert mode(encoder_export / files.PARAMS) == mode(encoder_export / files.PROGRAM)
 
   before = (encoder_export / files.MANIFEST).read_bytes()
   proc = _cli(f"--model={finetune_base}", f"--out={encoder_export}")

@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+import stat
 from typing import Sequence
 
 from flax import traverse_util
@@ -134,7 +135,20 @@ def export(model, out: str | os.PathLike, *, architecture: str | None = None,
     _save_tokenizer(tokenizer, arch, tmp / files.TOKENIZER)
     # Last, though the rename already keeps a partial directory from looking complete.
     (tmp / files.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _share_like_the_rest(tmp)
   return Path(out)
+
+
+def _share_like_the_rest(directory: Path) -> None:
+  """Gives the directory and the weights the permissions of files written the usual way.
+
+  The temporary directory is private (`tempfile.mkdtemp`: 0700) and safetensors writes its file
+  0600; a serving artifact is usually read by another user (a server, a container build), so
+  both get what the umask gives an ordinary directory and file (taken from `tokenizer/` and the
+  program, which `mkdir` and `write_bytes` created), without changing the process's umask.
+  """
+  directory.chmod(stat.S_IMODE((directory / files.TOKENIZER).stat().st_mode))
+  (directory / files.PARAMS).chmod(stat.S_IMODE((directory / files.PROGRAM).stat().st_mode))
 
 
 def _check_platforms(platforms: Sequence[str] | str | None) -> tuple[str, ...]:
