@@ -297,6 +297,29 @@ def test_a_tokenizer_fetches_no_weights(tmp_path, monkeypatch, luke_dir):
       f.name for f in luke_dir.iterdir())])
 
 
+@pytest.mark.parametrize("error, status, kind, message", [
+    ("RepositoryNotFoundError", 404, FileNotFoundError,
+     r"^org/x: no such model repository on the Hugging Face Hub, or it is private .*--token"),
+    ("GatedRepoError", 403, ValueError,
+     r"^org/x is a gated repository: request access at https://huggingface.co/org/x and "),
+    ("RevisionNotFoundError", 404, FileNotFoundError, r"^org/x: no revision 'v9' on the "),
+    ("HfHubHTTPError", 401, ValueError, r"^org/x: the Hugging Face Hub refused the token"),
+])
+def test_what_the_hub_answers_is_one_line_naming_the_id(monkeypatch, error, status, kind,
+                                                        message):
+  import httpx2  # huggingface_hub's HTTP client
+
+  def refuse(repo_id, **kwargs):
+    request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+    raise getattr(huggingface_hub.errors, error)(
+        f"{status} Client Error.\nmore lines", response=httpx2.Response(status, request=request))
+
+  monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+  with pytest.raises(kind, match=message) as raised:
+    hub.resolve("org/x", revision="v9")
+  assert "\n" not in str(raised.value)
+
+
 # -- loading from the cache, offline ---------------------------------------------------------
 
 
