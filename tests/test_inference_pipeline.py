@@ -173,6 +173,14 @@ def test_ner_offsets_scores_and_single_vs_list(ner):
     # Accepted spans never overlap.
     assert all(a["end"] <= b["start"] for a, b in zip(entities, entities[1:]))
   assert found  # random weights still name some spans: the checks above ran
+  # Sentences of one document, each read with the others as context.
+  sentences = [TEXTS[0], "", TEXTS[1]]
+  (document,) = ner.documents([sentences])
+  assert len(document) == 3 and document[1] == []
+  assert all(e["text"] == text[e["start"]:e["end"]]
+             for text, entities in zip(sentences, document) for e in entities)
+  with pytest.raises(TypeError, match="list of sentence strings"):
+    ner.documents(["a text, not a document"])
 
 
 def _sentences(texts):
@@ -303,6 +311,7 @@ def test_bad_inputs(checkpoints, typing, relation):
     typing(["a", "b"], spans=[(0, 1)])
   with pytest.raises(TypeError, match="str"):
     typing(3, span=(0, 1))
+  assert typing([], spans=[]) == [] and relation([], entity_spans=[]) == []
   with pytest.raises(ValueError, match="needs a LukeForEntitySpanClassification"):
     luke_jax.pipeline("ner", model=checkpoints["typing"])
   with pytest.raises(ValueError, match="unknown pipeline task"):

@@ -52,5 +52,12 @@ class CompiledForward:
   def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The outputs (host numpy) for one padded batch holding the input keys (others ignored;
     an input key the batch lacks is left to the model's default)."""
-    inputs = {k: np.asarray(batch[k], np.int32) for k in self.input_keys if k in batch}
+    inputs = {k: _as_input(batch[k]) for k in self.input_keys if k in batch}
     return {k: np.asarray(v) for k, v in jax.device_get(self._jit(self.params, inputs)).items()}
+
+
+def _as_input(value) -> np.ndarray:
+  """Integer arrays as int32, whatever their width (the tokenizer's int64 included), so one
+  shape never compiles twice for two integer types; other dtypes as they are."""
+  value = np.asarray(value)
+  return value.astype(np.int32) if np.issubdtype(value.dtype, np.integer) else value

@@ -40,6 +40,8 @@ class EntityTypingPipeline(base.Pipeline):
   def __call__(self, texts: str | Sequence[str], span=None, *, spans=None, entity_spans=None,
                threshold: float | None = None) -> Typing | list[Typing]:
     batch, single = base.as_batch(texts)
+    if not batch:
+      return []
     given = base.spans_argument(batch, single, 1, span=span, spans=spans,
                                 entity_spans=entity_spans)
     examples = []

@@ -51,6 +51,8 @@ class NerPipeline(base.Pipeline):
     where: list[tuple[int, int]] = []
     results: list[list[list[Entity]]] = []
     for d, texts in enumerate(documents):
+      if isinstance(texts, str):
+        raise TypeError(f"documents[{d}] is a str; a document is a list of sentence strings")
       texts, _ = base.as_batch(list(texts), f"documents[{d}]")
       document = Document([])
       results.append([[] for _ in texts])

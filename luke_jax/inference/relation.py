@@ -38,6 +38,8 @@ class RelationClassificationPipeline(base.Pipeline):
   def __call__(self, texts: str | Sequence[str], subj=None, obj=None, *,
                entity_spans=None) -> Relation | list[Relation]:
     batch, single = base.as_batch(texts)
+    if not batch:
+      return []
     if (subj is None) != (obj is None):
       raise ValueError("give both subj= and obj= (or entity_spans=[subject, object])")
     if subj is not None:
