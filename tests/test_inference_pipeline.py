@@ -335,8 +335,9 @@ def test_compilation_cache_already_set_is_kept(tmp_path):
 _CACHE_SCRIPT = """
 import sys, jax, luke_jax
 hits = []
+HIT = "/jax/compilation_cache/cache_hits"
 jax.monitoring.register_event_listener(
-    lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
+    lambda event, **kw: hits.append(event) if event == HIT else None)
 for _ in range(2):  # a new pipeline compiles anew: the second one finds the first's programs
   pipe = luke_jax.pipeline("ner", model=sys.argv[1], buckets=(16,), entity_buckets=(16,),
                            max_seq_length=16, max_entity_length=16, batch_size=2)
