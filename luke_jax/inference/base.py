@@ -16,6 +16,7 @@ import flax.linen as nn
 import ml_collections
 import numpy as np
 
+from luke_jax import pretrained
 from luke_jax.finetune import sizes
 from luke_jax.finetune.task import Features, Task
 from luke_jax.inference import buckets as buckets_lib
@@ -112,7 +113,6 @@ class Pipeline:
     """Loads `model` (a directory or a Hub id) with `luke_jax.from_pretrained` and
     `LukeTokenizer.from_pretrained`; `revision`, `cache_dir`, `local_files_only`, `token` go
     to both when given, the other options to the constructor."""
-    from luke_jax import pretrained  # pylint: disable=g-import-not-at-top
     # Before anything compiles, so every program of this process can use the cache.
     compilation_cache.enable(compilation_cache_dir)
     hub = {k: options.pop(k) for k in HUB_OPTIONS if options.get(k) is not None}

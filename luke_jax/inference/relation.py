@@ -33,7 +33,7 @@ class RelationClassificationPipeline(base.Pipeline):
   task_class = RelationTask
 
   def task_defaults(self) -> dict[str, Any]:
-    return dict(max_entity_length=2, negative_label="no_relation")
+    return dict(negative_label="no_relation")
 
   def __call__(self, texts: str | Sequence[str], subj=None, obj=None, *,
                entity_spans=None) -> Relation | list[Relation]:
