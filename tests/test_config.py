@@ -80,3 +80,20 @@ def test_presets_have_the_released_sizes(name, millions):
   if cfg["use_entity_aware_attention"]:
     extra = 3 * (cfg["hidden_size"] ** 2 + cfg["hidden_size"]) * cfg["num_hidden_layers"]
     assert _count("LukeModel", preset(name)) == count + extra
+
+
+def test_id2label_reads_as_transformers_does():
+  """`config.id2label[i]` is the name (a mapping, as in transformers), from pairs or a dict,
+  and the config stays hashable (it is a static attribute of the modules)."""
+  from_pairs = preset("tiny", id2label=((0, "O"), (1, "PER"), (2, "LOC")))
+  from_dict = preset("tiny", id2label={"2": "LOC", "0": "O", "1": "PER"})
+  assert from_pairs == from_dict and hash(from_pairs) == hash(from_dict)
+  labels = from_dict.id2label
+  assert labels[1] == "PER" and dict(labels) == {0: "O", 1: "PER", 2: "LOC"}
+  assert labels == {0: "O", 1: "PER", 2: "LOC"} and list(labels.values()) == ["O", "PER", "LOC"]
+  assert from_dict.label2id == {"O": 0, "PER": 1, "LOC": 2} and from_dict.num_labels == 3
+  with pytest.raises(KeyError):
+    labels[3]
+  with pytest.raises(ValueError, match=r"ids must be 0\.\.1, got \[0, 2\]"):
+    preset("tiny", id2label={0: "O", 2: "X"})
+  assert LukeConfig.from_hf_dict(from_dict.to_hf_dict()) == from_dict

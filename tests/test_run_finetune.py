@@ -66,7 +66,7 @@ def test_train_then_predict_only_matches_from_pretrained(tmp_path, finetune_base
 
   # The same through the public API: from_pretrained, the tokenizer, the task's decoding.
   model, params = luke_jax.from_pretrained(work / "best")
-  labels = [name for _, name in model.config.id2label]
+  labels = list(model.config.id2label.values())
   config = __import__("conftest").finetune_config("conll2003")
   config.data.update(max_seq_length=48, max_entity_length=32, max_mention_length=4)
   task = NerTask(config.data, LukeTokenizer.from_pretrained(work / "best"))

@@ -153,7 +153,7 @@ def _finetuning(config, devices, preset_name, notes) -> Job:
   if init and preset_name is None:
     base, stored_arch, _ = luke_checkpoint.read_config(init)
     tokenizer = LukeTokenizer.from_pretrained(init, task=task_cls.tokenizer_task)
-    labels = ([name for _, name in base.id2label]
+    labels = (list(base.id2label.values())
               if stored_arch == task_cls.architecture else ["LABEL_0", "LABEL_1"])
   else:
     name = preset_name or "luke-large"

@@ -391,7 +391,7 @@ def _initial_state(runner: Runner, init_dir: Path, base_config: LukeConfig, stor
                                               if stored_arch in registry.ARCHITECTURES
                                               else "LukeModel")
   same_task = (stored_arch == runner.task.architecture
-               and tuple(base_config.id2label) == tuple(model_config.id2label))
+               and base_config.id2label == model_config.id2label)
   params = init_lib.merge_pretrained(runner.init_params(seed), jax.device_get(loaded),
                                      take_head=same_task, source=str(init_dir))
   return state_lib.create_state(params, tx, shardings, jax.random.PRNGKey(seed + 1))
@@ -453,7 +453,7 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   if type(module).__name__ != task.architecture:
     raise ValueError(f"{checkpoint_dir} holds a {type(module).__name__}, task {config.task} "
                      f"needs a {task.architecture}")
-  labels = [name for _, name in module.config.id2label] if task.has_labels else []
+  labels = list(module.config.id2label.values()) if task.has_labels else []
   examples = task.read_raw(input_file) if raw else task.read(input_file, "predict")
   features = task.featurize(examples, labels, "predict")
   sizes.check_features(features.arrays, module.config, str(input_file))

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 from absl import logging
 import jax.numpy as jnp
 
+from luke_jax.models.labels import LabelMap
+
 # Keys found in released Hub configs that describe nothing we model; accepted and dropped.
 _IGNORED_HF_KEYS = frozenset({
     "bert_model_name", "gradient_checkpointing", "output_past", "position_embedding_type",
@@ -53,8 +55,9 @@ class LukeConfig:
   pad_token_id: int = 1
   bos_token_id: int = 0
   eos_token_id: int = 2
-  # Task heads: labels as ((id, name), ...) so the config stays hashable.
-  id2label: tuple[tuple[int, str], ...] = ((0, "LABEL_0"), (1, "LABEL_1"))
+  # Task heads: class names by id. Given as a dict or (id, name) pairs; kept as a hashable
+  # read-only mapping (`LabelMap`), so `config.id2label[i]` is the name, as in transformers.
+  id2label: LabelMap = LabelMap(((0, "LABEL_0"), (1, "LABEL_1")))
   problem_type: str | None = None
   # luke-jax only: layout and numerics, never written into the HF part of config.json.
   dtype: str = "float32"
@@ -70,6 +73,8 @@ class LukeConfig:
   tie_word_decoder: bool = True
 
   def __post_init__(self):
+    if not isinstance(self.id2label, LabelMap):
+      object.__setattr__(self, "id2label", LabelMap(self.id2label))
     if self.hidden_size % self.num_attention_heads:
       raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
                        f"num_attention_heads {self.num_attention_heads}")
@@ -87,6 +92,10 @@ class LukeConfig:
   @property
   def num_labels(self) -> int:
     return len(self.id2label)
+
+  @property
+  def label2id(self) -> dict[str, int]:
+    return self.id2label.label2id
 
   @property
   def compute_dtype(self):
@@ -141,8 +150,8 @@ class LukeConfig:
         continue
       value = getattr(self, f.name)
       if f.name == "id2label":
-        d["id2label"] = {str(i): name for i, name in value}
-        d["label2id"] = {name: i for i, name in value}
+        d["id2label"] = {str(i): name for i, name in value.items()}
+        d["label2id"] = value.label2id
       else:
         d[f.name] = value
     d[_JAX_KEY] = {name: getattr(self, name) for name in sorted(jax_only)}
