@@ -318,3 +318,29 @@ def test_classic_and_transformers5_layouts_agree(luke_dir, tmp_path):
       except ValueError as e:
         outputs.append(str(e))
     assert outputs[0] == outputs[1], (text, kwargs)
+
+
+def test_add_prefix_space_and_jax_tensors_as_transformers(luke_dir):
+  """The arguments copied transformers code passes: `add_prefix_space=` at load time and
+  `return_tensors="jax"` (transformers 5 dropped its own JAX tensors; ours are int32)."""
+  import transformers
+  from transformers.tokenization_python import PreTrainedTokenizer
+  transformers.LukeTokenizer.truncate_sequences = PreTrainedTokenizer.truncate_sequences
+  text, spans = "Beyoncé lives in Los Angeles.", [(0, 7), (17, 28)]
+  plain = LukeTokenizer.from_pretrained(luke_dir)
+  for flag in (True, False):
+    theirs = transformers.LukeTokenizer.from_pretrained(luke_dir, add_prefix_space=flag)
+    ours = LukeTokenizer.from_pretrained(luke_dir, add_prefix_space=flag)
+    expected, got = theirs(text, entity_spans=spans), ours(text, entity_spans=spans)
+    for key in ("input_ids", "entity_ids", "entity_position_ids"):
+      assert got[key] == expected[key], (flag, key)
+  assert (LukeTokenizer.from_pretrained(luke_dir, add_prefix_space=True)(text)["input_ids"]
+          != plain(text)["input_ids"])
+  as_np = plain([text, "Tokyo"], padding=True, return_tensors="np")
+  as_jax = plain([text, "Tokyo"], padding=True, return_tensors="jax")
+  assert set(as_jax) == set(as_np)
+  for key, value in as_jax.items():
+    assert str(value.dtype) == "int32" and type(value).__module__.startswith("jax")
+    np.testing.assert_array_equal(np.asarray(value), as_np[key])
+  with pytest.raises(ValueError, match=r"return_tensors='pt'.*'np'.*'jax'"):
+    plain(text, return_tensors="pt")

@@ -59,6 +59,9 @@ class WordPieces:
     self.tokenizer.post_processor = None
     self.special = special  # role -> token, e.g. {"mask": "<mask>", "entity_1": "<ent>"}
     self._plain = _PlainBpe.build(tokenizer)
+    # With a prefix space, each piece is encoded as if it opened a text (transformers encodes
+    # the pieces around entity spans one by one), so the whole text's ids differ from theirs.
+    self._whole_is_exact = not getattr(tokenizer.pre_tokenizer, "add_prefix_space", False)
 
   def is_plain(self, text: str) -> bool:
     """Whether `encode_batch` encodes `text` in Python (see `_PlainBpe`)."""
@@ -104,6 +107,8 @@ class WordPieces:
     ids of encoding its pieces one by one, in one native call instead of several. A cut inside
     a pre-token (a span edge inside a word) returns None and the caller encodes the pieces.
     """
+    if not getattr(self, "_whole_is_exact", True):  # SentencePieces sets no such flag
+      return [None] * len(texts)
     out = []
     # Whole texts are long enough for the library's threads to pay off, even on two cores.
     encodings = (self.tokenizer.encode_batch(list(texts), add_special_tokens=False)

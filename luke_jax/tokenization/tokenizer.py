@@ -76,8 +76,13 @@ class LukeTokenizer:
   def from_pretrained(cls, id_or_path: str | os.PathLike, task: str | None = None, *,
                       revision: str | None = None, cache_dir: str | os.PathLike | None = None,
                       local_files_only: bool | None = None, token: str | bool | None = None,
-                      **overrides) -> "LukeTokenizer":
+                      add_prefix_space: bool | None = None, **overrides) -> "LukeTokenizer":
     """Reads the classic HF layout, the transformers 5 layout or a luke-jax checkpoint dir.
+
+    `add_prefix_space` (byte-level BPE, as transformers' LukeTokenizer takes it): encode the
+    text as if it began with a space, so a first word gets the ids it has inside a sentence;
+    None keeps the tokenizer's own setting. SentencePiece (mLUKE) marks every word start
+    already and ignores it, as transformers' MLukeTokenizer does.
 
     `id_or_path` may also be a Hub id (`studio-ousia/luke-base`): its tokenizer files are read
     from the Hugging Face cache, downloaded when missing (`revision`, `cache_dir`,
@@ -91,6 +96,8 @@ class LukeTokenizer:
     special_map = _read_json(directory / "special_tokens_map.json")
     for key, value in special_map.items():
       config.setdefault(key, value)
+    if add_prefix_space is not None:
+      config["add_prefix_space"] = bool(add_prefix_space)
     if (directory / "sentencepiece.bpe.model").exists():
       pieces = backends.sentencepiece_from_file(directory / "sentencepiece.bpe.model", config)
     elif (directory / "vocab.json").exists() and (directory / "merges.txt").exists():
@@ -254,7 +261,7 @@ class LukeTokenizer:
         token_types=bool(return_token_type_ids), attention_mask=return_attention_mask,
         padding=_padding_strategy(padding), pad_to_multiple_of=pad_to_multiple_of,
         left=(padding_side or self.padding_side) == "left",
-        as_numpy=return_tensors == "np", many=batched or return_overflowing_tokens)
+        as_numpy=return_tensors in ("np", "jax"), many=batched or return_overflowing_tokens)
     # Sides: every first text, then every pair text.
     texts = list(text) + (list(text_pair) if text_pair is not None else [])
     spans = _per_side(entity_spans, entity_spans_pair, n, call.pair)
@@ -499,12 +506,17 @@ def _padding_strategy(padding) -> str:
 def _as_tensors(out: dict, return_tensors: str | None, batched: bool) -> BatchEncoding:
   if return_tensors is None:
     return BatchEncoding(out)
-  if return_tensors != "np":
-    raise ValueError(f"return_tensors={return_tensors!r}: luke-jax returns numpy ('np')")
+  if return_tensors not in ("np", "jax"):
+    raise ValueError(f"return_tensors={return_tensors!r}: luke-jax returns 'np' (numpy) or "
+                     "'jax' arrays")
   arrays = {}
   for key, value in out.items():
     try:
       arrays[key] = np.asarray(value if batched else [value], dtype=np.int64)
     except ValueError:
       raise ValueError(f"cannot make a rectangular array of {key!r}; pass padding=True") from None
+  if return_tensors == "jax":
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  (numpy users need no JAX)
+    # int32: JAX's default integer width (int64 needs jax_enable_x64); ids and offsets fit.
+    arrays = {k: jnp.asarray(v.astype(np.int32)) for k, v in arrays.items()}
   return BatchEncoding(arrays)
