@@ -147,3 +147,21 @@ def test_sharded_init_and_forward_on_8_devices():
   reference = registry.init_params(arch, cfg, jax.random.PRNGKey(0))
   plain_out = jax.jit(lambda p: model.apply({"params": p}, **inputs).logits)(reference)
   np.testing.assert_allclose(sharded_out, plain_out, atol=1e-5)
+
+
+def test_outputs_read_by_name_as_transformers():
+  """`out["logits"]`, `out.logits`, `out[0]` and `"logits" in out`, as with transformers'
+  ModelOutput; fields the model does not produce are left out of the mapping view."""
+  config = preset("tiny", vocab_size=50, entity_vocab_size=20, max_position_embeddings=20)
+  inputs = dict(input_ids=np.ones((1, 4), np.int32), entity_ids=np.ones((1, 1), np.int32),
+                entity_position_ids=np.zeros((1, 1, 2), np.int32))
+  for arch, first in (("LukeModel", "last_hidden_state"),
+                      ("LukeForEntityClassification", "logits")):
+    module = registry.build(arch, config)
+    out = module.apply({"params": registry.init_params(arch, config, jax.random.PRNGKey(0))},
+                       **inputs)
+    assert out[first] is getattr(out, first) and out[0] is getattr(out, first)
+    assert first in out and "loss" not in out and out.keys()[0] == first
+    assert dict(out.items())[first] is getattr(out, first)
+    with pytest.raises(KeyError, match="'loss': not an output"):
+      out["loss"]

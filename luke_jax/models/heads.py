@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from luke_jax.models import layers, losses, matmul
 from luke_jax.models.config import LukeConfig
 from luke_jax.models.luke import LukeModel, LukeModelOutput, _dense, _layer_norm
+from luke_jax.models.outputs import OutputMapping
 
 Array = jax.Array
 
@@ -22,7 +23,7 @@ _ENCODER_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_ids"
 
 
 @flax.struct.dataclass
-class LukeHeadOutput:
+class LukeHeadOutput(OutputMapping):
   """Union of the HF head outputs; fields a head does not produce stay None."""
   loss: Array | None = None
   logits: Array | None = None

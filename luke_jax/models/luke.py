@@ -15,12 +15,13 @@ from luke_jax.models import layers
 from luke_jax.models.attention import LukeSelfAttention
 from luke_jax.models.config import LukeConfig
 from luke_jax.models.dropout import Dropout
+from luke_jax.models.outputs import OutputMapping
 
 Array = jax.Array
 
 
 @flax.struct.dataclass
-class LukeModelOutput:
+class LukeModelOutput(OutputMapping):
   """Field names follow `transformers`' `BaseLukeModelOutputWithPooling`."""
   last_hidden_state: Array
   entity_last_hidden_state: Array | None = None
