@@ -21,13 +21,15 @@ expected error is printed too, above its line, with `--verbosity=1` (or higher) 
 `absl.app.UsageError` (a bad combination of flags) and flag parsing errors keep absl's usage
 message. On a machine without TPU chips, `run` also keeps JAX from starting libtpu (installed
 by the `tpu` extra), whose start-up warnings would otherwise precede every message
-(`skip_absent_tpu`).
+(`skip_absent_tpu`), and keeps libraries' INFO records (the checkpoint library's ~40 lines per
+save) out of the output unless `--verbosity=1` (`quiet_libraries`).
 """
 
 from __future__ import annotations
 
 import glob
 import importlib.util
+import logging as pylogging
 import os
 from pathlib import Path
 import sys
@@ -125,6 +127,32 @@ def skip_absent_tpu() -> None:
     jax.config.update("jax_platforms", platforms)  # backends start on first use, not import
 
 
+class _OwnInfoOnly(pylogging.Filter):
+  """Passes warnings and errors of everyone, and info only of luke-jax and the script run.
+
+  The checkpoint library logs ~40 INFO lines per save (thread names, throughputs, renames)
+  through absl, the same logger as ours; a converter or a training run would bury its own
+  progress under them.
+  """
+
+  def __init__(self, roots: Sequence[str]):
+    super().__init__()
+    self.roots = tuple(roots)
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or record.pathname.startswith(self.roots)
+
+
+def quiet_libraries() -> None:
+  """Libraries' INFO and DEBUG records are dropped unless `--verbosity` is 1 (debug) or more."""
+  if logging.get_verbosity() >= 1:
+    return
+  package = str(Path(__file__).resolve().parent)
+  main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+  roots = [package + os.sep] + ([str(Path(main_file).resolve())] if main_file else [])
+  logging.get_absl_handler().addFilter(_OwnInfoOnly(roots))
+
+
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
         prog: str | None = None, runtime_errors: bool = True) -> None:
   """`absl.app.run(main)`, with expected errors reported as one line (see the module docstring).
@@ -141,6 +169,7 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
   skip_absent_tpu()
 
   def guarded(args):
+    quiet_libraries()  # after absl parsed --verbosity
     try:
       return main(args)
     except Exception as e:  # pylint: disable=broad-except

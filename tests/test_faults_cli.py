@@ -337,3 +337,16 @@ def test_errors_after_jax_starts_are_one_line_without_jax_platforms(tmp_path):
   assert proc.stderr.splitlines() == [
       f"run_pretrain.py: error: {tmp_path}: no metadata.json; set config.data.dataset_dir to "
       "a directory made by luke_jax.data.build_pretraining_dataset"]
+
+
+def test_converter_logs_quietly_by_default(tmp_path, good):
+  """The checkpoint library's ~40 INFO lines per save stay out of the default output; they come
+  back with --verbosity=1."""
+  quiet = _cli("-m", "luke_jax.convert", f"--src={good}", f"--dst={tmp_path / 'a'}")
+  assert quiet.returncode == 0, quiet.stderr
+  assert quiet.stderr == ""
+  assert re.fullmatch(rf"wrote {ARCH} \([\d,]+ parameters, flax\) to {tmp_path / 'a'}\n",
+                      quiet.stdout), quiet.stdout
+  loud = _cli("-m", "luke_jax.convert", f"--src={good}", f"--dst={tmp_path / 'b'}",
+              "--verbosity=1")
+  assert loud.returncode == 0 and "orbax" in loud.stderr
