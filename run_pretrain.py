@@ -66,7 +66,7 @@ def main(argv):
   if _JAX_DISTRIBUTED.value:
     jax.distributed.initialize(**explicit)
   jax.config.update("jax_threefry_partitionable", True)  # dropout masks independent of sharding
-  logging.debug("process %d of %d", jax.process_index(), jax.process_count())
+  logging.info("process %d of %d", jax.process_index(), jax.process_count())
   logging.debug("config:\n%s", config)  # the run writes it to WORKDIR/config.json
   from luke_jax.pretraining import train  # pylint: disable=g-import-not-at-top
   result = train.train_and_evaluate(config, workdir, hub_options=_HUB.options())
