@@ -21,26 +21,13 @@ import pytest
 
 from luke_jax import checkpoint
 from luke_jax.convert import hf, original, roberta, weights_io
-from conftest import CONFIGS, save_torch_model, torch_model
+# The converter fault tests' tiny transformers checkpoint (module fixtures `reference`, `good`).
+from conftest import CONFIGS
+from test_bad_input import ARCH, _quiet, good, reference  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCH = "LukeForEntityClassification"
 # absl's log records ("I1206 23:02:20.912643 1396... file.py:60] text"); a traceback has none.
 ABSL_RECORD = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [^\]]+\] ")
-
-
-def _quiet(_):
-  pass
-
-
-@pytest.fixture(scope="module")
-def reference():
-  return torch_model(ARCH, **CONFIGS["projected_eaa"])
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory, reference):
-  return Path(save_torch_model(reference, tmp_path_factory.mktemp("good") / "hf"))
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
