@@ -35,9 +35,9 @@ from luke_jax import pretrained as luke_pretrained
 from luke_jax import sharding
 from luke_jax.finetune import batching, init as init_lib, sizes, tasks
 from luke_jax.finetune.task import Features, Task
-from luke_jax.inference import compilation_cache
-from luke_jax.inference.compiled import CompiledForward
-from luke_jax.inference.runner import BucketedRunner
+from luke_jax.bucketing import compilation_cache
+from luke_jax.bucketing.compiled import CompiledForward
+from luke_jax.bucketing.runner import BucketedRunner
 from luke_jax.models import registry
 from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.tokenizer import LukeTokenizer

@@ -1,8 +1,7 @@
 """Inference on raw text: `luke_jax.pipeline(task, model=...)` (see `factory`).
 
-Modules, one concern each: `words` (splitting text into words with character offsets),
-`buckets` (the padded shapes), `compiled` (the jitted forward and its compilation count),
-`runner` (feature rows through it in bucketed batches), `compilation_cache` (JAX's persistent
-cache), `base` (what every task pipeline shares), `ner`, `entity_typing`, `relation` (one per
-task), `factory` (the registry and `pipeline`).
+Modules, one concern each: `words` (splitting text into words with character offsets), `base`
+(what every task pipeline shares), `ner`, `entity_typing`, `relation` (one per task), `files`
+(the CLI's JSON lines), `factory` (the registry and `pipeline`). Batching in padded buckets,
+the jitted forward and the persistent compilation cache are `luke_jax.bucketing`'s.
 """

@@ -19,10 +19,10 @@ import numpy as np
 from luke_jax import pretrained
 from luke_jax.finetune import sizes
 from luke_jax.finetune.task import Features, Task
-from luke_jax.inference import buckets as buckets_lib
-from luke_jax.inference import compilation_cache
-from luke_jax.inference.compiled import CompiledForward
-from luke_jax.inference.runner import BucketedRunner
+from luke_jax.bucketing import buckets as buckets_lib
+from luke_jax.bucketing import compilation_cache
+from luke_jax.bucketing.compiled import CompiledForward
+from luke_jax.bucketing.runner import BucketedRunner
 from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 

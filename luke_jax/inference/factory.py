@@ -34,7 +34,7 @@ def pipeline(task: str, model: str | os.PathLike, **options):
     model: a fine-tuned luke-jax checkpoint directory (a run's `workdir/best`), a transformers
       LUKE directory with the task's head, or the Hub id of either.
     **options: `revision`, `cache_dir`, `local_files_only`, `token` (Hub ids only), `dtype`,
-      `compilation_cache_dir` (`luke_jax.inference.compilation_cache`), `batch_size`,
+      `compilation_cache_dir` (`luke_jax.bucketing.compilation_cache`), `batch_size`,
       `buckets`, `entity_buckets`, `max_seq_length`, `max_mention_length` and the task's own
       (see `luke_jax.inference.base.Pipeline` and the task's class).
 

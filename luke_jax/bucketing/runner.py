@@ -2,7 +2,7 @@
 
 Tasks featurize to their maximum lengths (`Features.arrays` padded to `max_seq_length` words
 and `max_entity_length` entities). Here each row keeps only the prefix it uses, rounded up to a
-bucket (`luke_jax.inference.buckets`); rows of one bucket go through the jitted forward
+bucket (`luke_jax.bucketing.buckets`); rows of one bucket go through the jitted forward
 `batch_size` at a time, the last batch padded with copies of its first row. So a stream of
 inputs of any lengths compiles at most one program per (word bucket, entity bucket) pair.
 
@@ -17,8 +17,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from luke_jax.inference import buckets as buckets_lib
-from luke_jax.inference.compiled import CompiledForward
+from luke_jax.bucketing import buckets as buckets_lib
+from luke_jax.bucketing.compiled import CompiledForward
 
 # Arrays whose axis 1 is the word axis, and the mask that says which words are real.
 WORD_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")

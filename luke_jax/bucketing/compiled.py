@@ -4,7 +4,7 @@ One `jax.jit` wraps `outputs(model.apply(...))` (a task's `outputs`: what decodi
 keeps one compiled program per input shape in the function's own cache. Tracing runs the Python
 body, and jax traces exactly when it meets a shape it has not compiled yet, so a counter in the
 body counts the programs built: one XLA compilation each, or a load from the persistent
-compilation cache when that is on (`luke_jax.inference.compilation_cache`). Tests and the
+compilation cache when that is on (`luke_jax.bucketing.compilation_cache`). Tests and the
 benchmark read the count.
 
 Like `buckets` and `runner`, this module imports nothing of luke-jax (it needs only jax, Flax
