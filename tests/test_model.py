@@ -158,8 +158,8 @@ def test_outputs_read_by_name_as_transformers():
   for arch, first in (("LukeModel", "last_hidden_state"),
                       ("LukeForEntityClassification", "logits")):
     module = registry.build(arch, config)
-    out = module.apply({"params": registry.init_params(arch, config, jax.random.PRNGKey(0))},
-                       **inputs)
+    params = registry.init_params(arch, config, jax.random.PRNGKey(0))
+    out = jax.jit(lambda p, x: module.apply({"params": p}, **x))(params, inputs)
     assert out[first] is getattr(out, first) and out[0] is getattr(out, first)
     assert first in out and "loss" not in out and out.keys()[0] == first
     assert dict(out.items())[first] is getattr(out, first)
