@@ -84,46 +84,50 @@ def test_entity_vocabulary_larger_than_the_model_table_is_refused(ner, tmp_path,
                          ids=["plain", "sharded"])
 def test_ids_beyond_a_table_read_nan_never_a_row(mesh):
   """The embedding gathers of the model: an id past a table (or negative) must not read a
-  valid-looking row (numpy-style wrapping of -1, or clamping to the last row)."""
+  valid-looking row (NumPy-style wrapping of -1, or clamping to the last row); also with the
+  tables split over devices, where the gather is partitioned."""
+  import flax.linen as nn
   from luke_jax import sharding
-  config = preset("tiny", vocab_size=50, entity_vocab_size=20, max_position_embeddings=20)
+  from luke_jax.training import state as state_lib
+  # 50 words over tensor=2, 24 entities over fsdp x tensor = 8: both tables really split.
+  config = preset("tiny", vocab_size=50, entity_vocab_size=24, max_position_embeddings=20)
   module = registry.build("LukeModel", config)
   params = registry.init_params("LukeModel", config, jax.random.PRNGKey(0))
   ok = dict(input_ids=np.full((2, 6), 5, np.int32), attention_mask=np.ones((2, 6), np.int32),
-            entity_ids=np.full((2, 2), 3, np.int32),
+            token_type_ids=np.zeros((2, 6), np.int32), entity_ids=np.full((2, 2), 3, np.int32),
             entity_position_ids=np.tile(np.array([[0, 1, -1]], np.int32), (2, 2, 1)),
             entity_attention_mask=np.ones((2, 2), np.int32))
-  bad_cases = {
-      "word id past the vocabulary": dict(input_ids=50),
-      "negative word id": dict(input_ids=-1),
-      "entity id past the vocabulary": dict(entity_ids=20),
-      "negative entity id": dict(entity_ids=-2),
-      "entity position past the table": dict(entity_position_ids=25),
-      "token type past the table": dict(token_type_ids=config.type_vocab_size),
+  bad_cases = {  # name: (input, index in row 0, value)
+      "word id past the vocabulary": ("input_ids", (0, 1), 50),
+      "negative word id": ("input_ids", (0, 1), -1),
+      "entity id past the vocabulary": ("entity_ids", (0, 1), 24),
+      "negative entity id": ("entity_ids", (0, 1), -2),
+      "entity position past the table": ("entity_position_ids", (0, 1, 0), 25),
+      "token type past the table": ("token_type_ids", (0, 1), config.type_vocab_size),
   }
+  fn = jax.jit(lambda p, x: module.apply({"params": p}, **x, deterministic=True))
+  if mesh is None:
+    run = lambda inputs: fn(params, inputs)
+  else:
+    m, rules = sharding.create_mesh(mesh), sharding.DEFAULT_RULES
+    with nn.logical_axis_rules(rules):
+      boxed = jax.eval_shape(lambda r: module.init(r, **ok)["params"], jax.random.PRNGKey(0))
+    placed = jax.device_put(params, state_lib.param_shardings(boxed, m, rules))
+    tables = placed["embeddings"], placed["entity_embeddings"]
+    assert [len(t[name]["embedding"].sharding.device_set) > 1 and
+            not t[name]["embedding"].sharding.is_fully_replicated for t, name in
+            zip(tables, ("word_embeddings", "entity_embeddings"))] == [True, True]
 
-  def run(inputs):
-    fn = jax.jit(lambda p, x: module.apply({"params": p}, **x, deterministic=True))
-    if mesh is None:
-      return fn(params, inputs)
-    m = sharding.create_mesh(mesh)
-    import flax.linen as nn
-    rules = sharding.DEFAULT_RULES
-    with jax.set_mesh(m), nn.logical_axis_rules(rules):
-      return fn(params, inputs)
+    def run(inputs):
+      with jax.set_mesh(m), nn.logical_axis_rules(rules):
+        return fn(placed, inputs)
 
   clean = run(ok)
   assert np.isfinite(np.asarray(clean.last_hidden_state)).all()
-  for name, change in bad_cases.items():
-    (key, value), = change.items()
-    inputs = dict(ok)
-    if key == "token_type_ids":
-      inputs[key] = np.zeros((2, 6), np.int32)
-    arr = np.array(inputs[key])
-    arr[0, 1] = value if arr.ndim == 2 else arr[0, 1]
-    if arr.ndim == 3:
-      arr[0, 1, 0] = value
-    inputs[key] = arr
+  assert np.isfinite(np.asarray(clean.entity_last_hidden_state)).all()
+  for name, (key, index, value) in bad_cases.items():
+    inputs = {k: np.array(v) for k, v in ok.items()}
+    inputs[key][index] = value
     out = run(inputs)
     word = np.asarray(out.last_hidden_state)
     entity = np.asarray(out.entity_last_hidden_state)

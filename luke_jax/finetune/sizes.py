@@ -35,15 +35,13 @@ def check_data_config(data: ml_collections.ConfigDict, model_config: LukeConfig,
   for name in ("max_seq_length", "max_entity_length", "max_mention_length"):
     if name in data and int(data[name]) < 1:
       raise ValueError(f"config.data.{name}={data[name]} must be at least 1")
-  # RoBERTa-style positions count from pad_token_id + 1, so the last word's position id is
-  # max_seq_length + pad_token_id.
-  offset = model_config.pad_token_id + 1
-  longest = model_config.max_position_embeddings - offset
+  longest = model_config.max_seq_length
   if int(data.max_seq_length) > longest:
     raise ValueError(
         f"config.data.max_seq_length={data.max_seq_length} does not fit the model of {source} "
         f"(max_position_embeddings={model_config.max_position_embeddings}, position ids from "
-        f"{offset}): set --config.data.max_seq_length to at most {longest}")
+        f"{model_config.pad_token_id + 1}): set --config.data.max_seq_length to at most "
+        f"{longest}")
 
 
 def check_features(arrays: Mapping[str, np.ndarray], model_config: LukeConfig,

@@ -23,28 +23,12 @@ from luke_jax.bucketing import buckets as buckets_lib
 from luke_jax.bucketing import compilation_cache
 from luke_jax.bucketing.compiled import CompiledForward
 from luke_jax.bucketing.runner import BucketedRunner
-from luke_jax.models.config import LukeConfig
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
 # Keyword options of `from_pretrained` that only name where a Hub model comes from; passed to
 # both loaders when given (`luke_jax.hub.resolve`).
 HUB_OPTIONS = ("revision", "cache_dir", "local_files_only", "token")
 DEFAULT_BATCH_SIZE = 8
-
-
-def labels_of(config: LukeConfig) -> list[str]:
-  """The head's class names by id, from `config.id2label` (pairs or a mapping; ids may be
-  strings, as in a Hugging Face `config.json`)."""
-  by_id = {int(i): str(name) for i, name in dict(config.id2label).items()}
-  if sorted(by_id) != list(range(len(by_id))):
-    raise ValueError(f"id2label ids must be 0..{len(by_id) - 1}, got {sorted(by_id)}")
-  return [by_id[i] for i in range(len(by_id))]
-
-
-def position_limit(config: LukeConfig) -> int:
-  """The most words (with `<s>` and `</s>`) the model's position table holds: RoBERTa-style
-  position ids start at `pad_token_id + 1`."""
-  return config.max_position_embeddings - (config.pad_token_id + 1)
 
 
 class Pipeline:
@@ -80,8 +64,8 @@ class Pipeline:
                        f"with configs/finetune/{self.task_class.name}.py, or a transformers "
                        f"{architecture} directory)")
     self.module, self.tokenizer, self.source = module, tokenizer, source
-    self.labels = labels_of(module.config)
-    limit = position_limit(module.config)
+    self.labels = list(module.config.id2label.names)  # LabelMap checked the ids
+    limit = module.config.max_seq_length
     if max_seq_length is None:
       max_seq_length = min(max(buckets, default=limit), limit)
     if not 1 <= max_seq_length <= limit:

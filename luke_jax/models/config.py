@@ -94,6 +94,12 @@ class LukeConfig:
     return len(self.id2label)
 
   @property
+  def max_seq_length(self) -> int:
+    """The longest word sequence (`<s>` and `</s>` included) the position table holds:
+    RoBERTa-style position ids run from `pad_token_id + 1` to `length + pad_token_id`."""
+    return self.max_position_embeddings - self.pad_token_id - 1
+
+  @property
   def label2id(self) -> dict[str, int]:
     return self.id2label.label2id
 

@@ -110,9 +110,8 @@ def masking_config_from(config: ml_collections.ConfigDict, meta: dict,
     if getattr(d, name) < meta[name]:
       raise ValueError(f"config.data.{name}={getattr(d, name)} is below the dataset's "
                        f"{meta[name]}; examples would not fit")
-  # RoBERTa-style positions start at pad_id + 1.
-  needed = d.max_seq_length + model_config.pad_token_id + 1
-  if model_config.max_position_embeddings < needed:
+  if d.max_seq_length > model_config.max_seq_length:
+    needed = d.max_seq_length + model_config.pad_token_id + 1
     raise ValueError(f"max_position_embeddings={model_config.max_position_embeddings} is too "
                      f"small for max_seq_length={d.max_seq_length} (needs {needed})")
   return MaskingConfig(

@@ -235,22 +235,22 @@ def _state_dict(state: TrainState) -> dict[str, Any]:
           "rng": state.rng}
 
 
-def due(mngr: ocp.CheckpointManager, step: int) -> bool:
+def due(mngr: CheckpointManager, step: int) -> bool:
   """Whether `save` at `step` would write (the interval, a preemption notice, a step to redo)."""
-  return step in getattr(mngr, "resave", ()) or mngr.should_save(step)
+  return step in mngr.resave or mngr.should_save(step)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state: TrainState, data_state: dict, *,
+def save(mngr: CheckpointManager, step: int, state: TrainState, data_state: dict, *,
          force: bool = False) -> bool:
   """Saves (asynchronously) if the interval says so or `force`; returns whether it saved.
 
   `step` is the host's count of `state.step`, so deciding needs no device round trip. A step
   moved aside as damaged is saved again whatever the interval.
   """
-  force = force or step in getattr(mngr, "resave", ())
+  force = force or step in mngr.resave
   if force and step in mngr.all_steps():
     return False
-  schedule = getattr(mngr, "schedule_steps", None)
+  schedule = mngr.schedule_steps
   if schedule is not None:
     data_state = {**data_state, SCHEDULE_KEY: int(schedule)}
   return mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_state_dict(state)),
@@ -284,7 +284,7 @@ def _verify_everywhere(step_dir: Path) -> tuple[bool, str | None]:
   return code == 1, problem
 
 
-def _move_aside(mngr: ocp.CheckpointManager, step: int) -> Path:
+def _move_aside(mngr: CheckpointManager, step: int) -> Path:
   """Renames step `step` into `<checkpoints>_damaged/` (nothing is deleted); the manager then
   no longer lists it, so retention ignores it and the step can be saved again."""
   src = Path(mngr.directory) / str(step)
@@ -301,8 +301,7 @@ def _move_aside(mngr: ocp.CheckpointManager, step: int) -> Path:
   if jax.process_count() > 1:  # and nobody reloads the step list before it is gone
     multihost_utils.sync_global_devices(f"luke_jax_checkpoint_moved_aside_{step}")
   mngr.reload()  # orbax caches the step list (`CheckpointManager.reload`)
-  if isinstance(getattr(mngr, "resave", None), set):
-    mngr.resave.add(step)
+  mngr.resave.add(step)
   return dest
 
 
@@ -311,7 +310,7 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
   return text if len(text) <= limit else text[:limit] + "..."
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract: TrainState
+def restore_latest(mngr: CheckpointManager, abstract: TrainState
                    ) -> tuple[TrainState, dict] | None:
   """Restores the newest intact checkpoint into `abstract`'s shardings, or None if none.
 
@@ -352,7 +351,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract: TrainState
     s = restored["state"]
     state = TrainState(step=s["step"], params=s["params"], opt_state=s["opt_state"], rng=s["rng"])
     data = dict(restored["data"])
-    _check_schedule(step_dir, data.pop(SCHEDULE_KEY, None), getattr(mngr, "schedule_steps", None))
+    _check_schedule(step_dir, data.pop(SCHEDULE_KEY, None), mngr.schedule_steps)
     return state, data
   if damaged:
     raise ValueError(f"no readable checkpoint in {mngr.directory} ({'; '.join(damaged)}); all "
