@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from luke_jax import hub
 from luke_jax.models import layout, registry
 from luke_jax.models.config import LukeConfig
 
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "sentencepiece.bpe.model", "entity_vocab.json",
-                   "entity_vocab.jsonl", "entity_vocab.tsv", "added_tokens.json",
-                   "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json")
+# The tokenizer's files, copied into a checkpoint and fetched with a Hub id: one list.
+TOKENIZER_FILES = hub.TOKENIZER_FILES
 
 
 def check_destination(dst: str | os.PathLike, overwrite: bool = False,

@@ -23,8 +23,8 @@ from luke_jax import __version__
 # `allow_patterns` are fnmatch patterns over repository paths, where `*` also matches `/`
 # (https://huggingface.co/docs/huggingface_hub/guides/download#filter-files-to-download).
 CONFIG_FILES = ("config.json",)
-# The names `luke_jax.checkpoint.TOKENIZER_FILES` copies (kept equal by tests/test_hub.py; not
-# imported from there, as that module loads JAX and the tokenizer must not).
+# The files of a LUKE / mLUKE tokenizer in any layout we read (`luke_jax.checkpoint` copies the
+# same into a checkpoint); here, in a module without JAX, so the tokenizer can fetch them.
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "sentencepiece.bpe.model", "entity_vocab.json",
                    "entity_vocab.jsonl", "entity_vocab.tsv", "added_tokens.json",
                    "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json")

@@ -30,7 +30,7 @@ from huggingface_hub import constants
 from huggingface_hub.utils import filter_repo_objects
 
 import luke_jax
-from luke_jax import checkpoint, hub
+from luke_jax import hub
 from luke_jax.convert.torch_to_flax import params_to_state_dict
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
@@ -212,10 +212,6 @@ def test_a_local_tokenizer_needs_no_huggingface_hub(luke_dir, hf_home, guard_dir
 
 
 # -- which files a download asks for ---------------------------------------------------------
-
-
-def test_tokenizer_patterns_are_the_files_checkpoints_copy():
-  assert hub.TOKENIZER_FILES == checkpoint.TOKENIZER_FILES
 
 
 def _selected(listing, **kwargs):
