@@ -71,6 +71,13 @@ class LukeConfig:
   # transformers 5 no longer ties `lm_head.decoder.weight` to the word embeddings; released
   # checkpoints store equal tensors (tied), models trained with transformers 5 may not.
   tie_word_decoder: bool = True
+  # How word position ids are made when none are given: "roberta" (count of non-pad tokens so
+  # far, offset by pad_token_id, as HF LUKE) or "absolute" (0..L-1, BERT's; the official entity
+  # disambiguation model replaces LUKE's word embeddings with BERT's).
+  word_positions: str = "roberta"
+  # Entity id whose input embedding is the learned `mask_embedding` vector instead of its table
+  # row (the entity disambiguation model's [MASK], id 2); None: every id reads the table.
+  mask_entity_id: int | None = None
 
   def __post_init__(self):
     if not isinstance(self.id2label, LabelMap):
@@ -84,6 +91,13 @@ class LukeConfig:
       raise ValueError(f"remat_policy {self.remat_policy!r} not in {sorted(REMAT_POLICIES)}")
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"attention_impl {self.attention_impl!r} not in {sorted(ATTENTION_IMPLS)}")
+    if self.word_positions not in WORD_POSITIONS:
+      raise ValueError(f"word_positions {self.word_positions!r} not in {sorted(WORD_POSITIONS)}")
+    if self.mask_entity_id is not None and (
+        isinstance(self.mask_entity_id, bool) or not isinstance(self.mask_entity_id, int)
+        or not 0 <= self.mask_entity_id < self.entity_vocab_size):
+      raise ValueError(f"mask_entity_id {self.mask_entity_id!r} is not None or an entity id in "
+                       f"[0, entity_vocab_size={self.entity_vocab_size})")
 
   @property
   def head_dim(self) -> int:
@@ -96,7 +110,10 @@ class LukeConfig:
   @property
   def max_seq_length(self) -> int:
     """The longest word sequence (`<s>` and `</s>` included) the position table holds:
-    RoBERTa-style position ids run from `pad_token_id + 1` to `length + pad_token_id`."""
+    RoBERTa-style position ids run from `pad_token_id + 1` to `length + pad_token_id`,
+    absolute ones from 0 to `length - 1`."""
+    if self.word_positions == "absolute":
+      return self.max_position_embeddings
     return self.max_position_embeddings - self.pad_token_id - 1
 
   @property
@@ -119,6 +136,10 @@ class LukeConfig:
     """Builds a config from a Hugging Face `config.json` dict (legacy keys tolerated)."""
     d = dict(d)
     jax_fields = d.pop(_JAX_KEY, {}) or {}
+    if (d.get("architectures") or [None])[0] == "LukeForEntityDisambiguation":
+      # The official checkpoint's class (studio-ousia/luke examples/entity_disambiguation/
+      # model.py) hard-codes BERT's embeddings and [MASK] = 2; its config.json says neither.
+      jax_fields = {**ED_DEFAULTS, **jax_fields}
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     if "id2label" in d and d["id2label"] is not None:
@@ -150,7 +171,7 @@ class LukeConfig:
     if architecture:
       d["architectures"] = [architecture]
     jax_only = {"dtype", "param_dtype", "scan_layers", "remat_policy", "tie_word_decoder",
-                "attention_impl"}
+                "attention_impl", "word_positions", "mask_entity_id"}
     for f in dataclasses.fields(self):
       if f.name in jax_only:
         continue
@@ -168,6 +189,9 @@ REMAT_POLICIES = ("none", "minimal", "full")
 # `LukeConfig.attention_impl` values (luke_jax.models.attention).
 # "splash": the Pallas TPU flash kernel (luke_jax.models.splash); no attention dropout.
 ATTENTION_IMPLS = ("fused", "unfused", "splash")
+WORD_POSITIONS = ("roberta", "absolute")
+# What an HF config.json naming LukeForEntityDisambiguation implies (see `from_hf_dict`).
+ED_DEFAULTS = {"word_positions": "absolute", "mask_entity_id": 2}
 
 _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 _LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)

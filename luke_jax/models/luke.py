@@ -68,7 +68,9 @@ class LukeEmbeddings(nn.Module):
       _embed(cfg, cfg.vocab_size, cfg.hidden_size, ("vocab", "embed"), "word_embeddings")
     batch, length = inputs_embeds.shape[:2]
     if position_ids is None:
-      if input_ids is not None:
+      if cfg.word_positions == "absolute":
+        position_ids = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+      elif input_ids is not None:
         position_ids = position_ids_from_input_ids(input_ids, cfg.pad_token_id)
       else:
         position_ids = jnp.broadcast_to(
@@ -93,6 +95,14 @@ class LukeEntityEmbeddings(nn.Module):
     cfg = self.config
     e = _embed(cfg, cfg.entity_vocab_size, cfg.entity_emb_size, ("entity_vocab", "entity_embed"),
                "entity_embeddings")(entity_ids)
+    if cfg.mask_entity_id is not None:
+      # A vector of its own for [MASK], so fine-tuning can learn it with the table frozen
+      # (studio-ousia/luke examples/entity_disambiguation/model.py; zeros, as there).
+      mask_vector = self.param(
+          "mask_embedding", nn.with_logical_partitioning(nn.initializers.zeros, ("entity_embed",)),
+          (cfg.entity_emb_size,), cfg.weight_dtype)
+      e = jnp.where((entity_ids == cfg.mask_entity_id)[..., None],
+                    jnp.asarray(mask_vector, e.dtype), e)
     if cfg.entity_emb_size != cfg.hidden_size:
       e = _dense(cfg, cfg.hidden_size, ("entity_embed", "embed"), "entity_embedding_dense",
                  use_bias=False)(e)

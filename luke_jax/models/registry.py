@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from luke_jax.models import heads, span_qa
+from luke_jax.models import entity_disambiguation, heads, span_qa
 from luke_jax.models.config import LukeConfig
 from luke_jax.models.luke import LukeModel
 
@@ -21,6 +21,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "LukeForQuestionAnswering": heads.LukeForQuestionAnswering,
     "LukeForMultipleChoice": heads.LukeForMultipleChoice,
     "LukeForEntitySpanQA": span_qa.LukeForEntitySpanQA,
+    "LukeForEntityDisambiguation": entity_disambiguation.LukeForEntityDisambiguation,
 }
 
 
