@@ -3,7 +3,9 @@
 The shared sections (`model`, `mesh`, `sharding`, `optim`, `train`) are
 `luke_jax.training.config`'s; pretraining adds `data` (the dataset and its masking) and
 `train.stage` (1: only the entity parameters train, unless `optim.trainable` says otherwise)
-and `train.export` (write `model/` at the end).
+and `train.export` (write `model/` at the end). `data.include_unk_entities=True` (the entity
+disambiguation recipe, `configs/pretrain_ed.py`) requires a dataset built with
+`--include_unk_entities`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def base_config(model: LukeConfig, preset: str = "", **data) -> ml_collections.C
   config.model = fields
   config.data = ml_collections.ConfigDict(dict(
       dataset_dir="", max_seq_length=512, max_entity_length=128, max_mention_length=30,
-      whole_word_masking=True, masked_lm_prob=0.15, masked_entity_prob=0.15, num_workers=4))
+      whole_word_masking=True, masked_lm_prob=0.15, masked_entity_prob=0.15, num_workers=4,
+      include_unk_entities=False))
   config.data.update(data)
   config.train.update(stage=2, export=True)
   return config

@@ -110,6 +110,14 @@ def masking_config_from(config: ml_collections.ConfigDict, meta: dict,
     if getattr(d, name) < meta[name]:
       raise ValueError(f"config.data.{name}={getattr(d, name)} is below the dataset's "
                        f"{meta[name]}; examples would not fit")
+  built_with_unk = bool(meta.get("arguments", {}).get("config", {}).get("include_unk_entities"))
+  if d.get("include_unk_entities", False) and not built_with_unk:
+    # The ED recipe learns [UNK] for links outside its candidate-based vocabulary; a dataset
+    # without them would train a different model silently.
+    raise ValueError(f"config.data.include_unk_entities=True but {d.dataset_dir} was built "
+                     "without --include_unk_entities; rebuild it with "
+                     "`python -m luke_jax.data.build_pretraining_dataset --include_unk_entities`"
+                     " or set config.data.include_unk_entities=False")
   if d.max_seq_length > model_config.max_seq_length:
     needed = d.max_seq_length + model_config.pad_token_id + 1
     raise ValueError(f"max_position_embeddings={model_config.max_position_embeddings} is too "
