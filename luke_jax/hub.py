@@ -25,9 +25,11 @@ from luke_jax import __version__
 CONFIG_FILES = ("config.json",)
 # The files of a LUKE / mLUKE tokenizer in any layout we read (`luke_jax.checkpoint` copies the
 # same into a checkpoint); here, in a module without JAX, so the tokenizer can fetch them.
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "sentencepiece.bpe.model", "entity_vocab.json",
-                   "entity_vocab.jsonl", "entity_vocab.tsv", "added_tokens.json",
-                   "special_tokens_map.json", "tokenizer_config.json", "tokenizer.json")
+# `vocab.txt`: BERT's WordPiece vocabulary (the official entity-disambiguation model).
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "vocab.txt", "sentencepiece.bpe.model",
+                   "entity_vocab.json", "entity_vocab.jsonl", "entity_vocab.tsv",
+                   "added_tokens.json", "special_tokens_map.json", "tokenizer_config.json",
+                   "tokenizer.json")
 # A luke-jax checkpoint (`luke_jax.checkpoint`): config.json, tokenizer files and the Orbax
 # parameter tree under params/.
 LUKE_JAX_FILES = ("params/*",)
