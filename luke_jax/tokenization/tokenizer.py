@@ -1,11 +1,12 @@
 """`LukeTokenizer`: text + character entity spans -> LUKE model inputs, id for id as transformers.
 
-One class serves LUKE (byte-level BPE) and mLUKE (SentencePiece); the call mirrors the Hugging
-Face one, batched or single, with the task modes `entity_classification`,
-`entity_pair_classification`, `entity_span_classification` and `None`. Beyond the reference it
-returns character offsets, splits long inputs into overlapping windows that keep only the
-entities fully inside them, and accepts pre-split words. Every call, one example or many, goes
-through the one column-wise pipeline (`batch`, `rows`, `outputs`).
+One class serves LUKE (byte-level BPE), mLUKE (SentencePiece) and LUKE models built on BERT
+(WordPiece: the official entity-disambiguation model); the call mirrors the Hugging Face one,
+batched or single, with the task modes `entity_classification`, `entity_pair_classification`,
+`entity_span_classification` and `None`. Beyond the reference it returns character offsets,
+splits long inputs into overlapping windows that keep only the entities fully inside them, and
+accepts pre-split words. Every call, one example or many, goes through the one column-wise
+pipeline (`batch`, `rows`, `outputs`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from luke_jax.tokenization import backends, batch, entity_inputs, outputs, rows
+from luke_jax.tokenization import backends, batch, entity_inputs, outputs, rows, wordpiece
 from luke_jax.tokenization.entity_vocab import EntityVocab
 
 _HUGE = int(1e30)
@@ -58,18 +59,26 @@ class LukeTokenizer:
     self.truncation_side = truncation_side
     names = dict(unk="[UNK]", pad="[PAD]", mask="[MASK]", mask2="[MASK2]")
     names.update(entity_special_tokens or {})
+    # Only the entity-pair task uses [MASK2]. transformers' LUKE and mLUKE tokenizers insist on
+    # it all the same, and so do we for their vocabularies; the entity vocabulary of the BERT-based
+    # entity-disambiguation model has only [PAD], [UNK] and [MASK].
+    optional = {"mask2"} if (word_pieces.kind == "wordpiece"
+                             and task != "entity_pair_classification") else set()
     for role, name in names.items():
-      if name not in entity_vocab:
+      if name not in entity_vocab and role not in optional:
         raise ValueError(f"{entity_vocab.source}: entity special token {name} ({role}) is "
                          "missing from the entity vocabulary")
     self.entity_special_tokens = names
     self.entity_unk_token_id = entity_vocab.lookup(names["unk"])
     self.entity_pad_token_id = entity_vocab.lookup(names["pad"])
     self.entity_mask_token_id = entity_vocab.lookup(names["mask"])
-    self.entity_mask2_token_id = entity_vocab.lookup(names["mask2"])
+    self.entity_mask2_token_id = (entity_vocab.lookup(names["mask2"])
+                                  if names["mask2"] in entity_vocab else None)
     self._source_dir = source_dir
     self._init_config = dict(init_config or {})
     self._special_ids = self._marker_ids = None
+    if self.task in ("entity_classification", "entity_pair_classification"):
+      self._markers()  # a vocabulary without the markers fails here, not at the first call
 
   # -- loading and saving ----------------------------------------------------------------------
   @classmethod
@@ -103,11 +112,17 @@ class LukeTokenizer:
     elif (directory / "vocab.json").exists() and (directory / "merges.txt").exists():
       pieces = backends.bpe_from_files(directory / "vocab.json", directory / "merges.txt", config,
                                        directory / "added_tokens.json")
+    elif (directory / "vocab.txt").exists():  # BERT's (the official entity-disambiguation model)
+      pieces = wordpiece.from_vocab_file(directory / "vocab.txt", config,
+                                         directory / "added_tokens.json")
     elif (directory / "tokenizer.json").exists():
-      pieces = backends.from_tokenizer_json(directory / "tokenizer.json", config)
+      if wordpiece.is_wordpiece_json(directory / "tokenizer.json"):
+        pieces = wordpiece.from_tokenizer_json(directory / "tokenizer.json", config)
+      else:
+        pieces = backends.from_tokenizer_json(directory / "tokenizer.json", config)
     else:
       raise FileNotFoundError(f"{directory}: no tokenizer files (sentencepiece.bpe.model, "
-                              "vocab.json + merges.txt, or tokenizer.json)")
+                              "vocab.json + merges.txt, vocab.txt, or tokenizer.json)")
     if isinstance(config.get("entity_vocab"), dict):
       entity_vocab = EntityVocab.from_dict(config["entity_vocab"],
                                            f"{directory / 'tokenizer_config.json'}:entity_vocab")
@@ -140,7 +155,11 @@ class LukeTokenizer:
                      for role, name in self.entity_special_tokens.items()})
     if self.model_max_length < _HUGE:
       config["model_max_length"] = self.model_max_length
-    if self.word_pieces.kind == "sentencepiece":
+    if self.word_pieces.kind == "wordpiece":
+      # BERT's own layout, which transformers' BertTokenizer reads too.
+      config.update(self.word_pieces.config())
+      self.word_pieces.save(directory)
+    elif self.word_pieces.kind == "sentencepiece":
       config["tokenizer_class"] = "MLukeTokenizer"
       # The loaded model itself, so a tokenizer built in memory (no source directory) saves too.
       (directory / "sentencepiece.bpe.model").write_bytes(
@@ -241,6 +260,10 @@ class LukeTokenizer:
                         ("entities_pair", entities_pair)):
       if value is not None and len(value) != n:
         raise ValueError(f"{name} has {len(value)} items for a batch of {n} texts")
+    if text_pair is not None and add_special_tokens and self.word_pieces.kind == "wordpiece":
+      raise ValueError("text pairs are laid out as RoBERTa's <s> A </s></s> B </s>; BERT's "
+                       "[CLS] A [SEP] B [SEP] is not implemented (encode each text alone, or "
+                       "pass add_special_tokens=False)")
     if self.task is not None and entity_spans is None:
       raise ValueError(f"task {self.task} needs entity_spans")
     strategy = _truncation_strategy(truncation)
