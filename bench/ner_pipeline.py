@@ -55,7 +55,7 @@ MAX_SPANS = 128   # spans per row, likewise
 
 def wiki_sentences(count: int, max_words: int, seed: int) -> list[str]:
   from luke_jax.data import examples, wikipedia
-  from luke_jax.inference.words import split_words
+  from luke_jax.tokenization.words import split_words
   out = []
   for page in wikipedia.iter_pages(str(WIKI)):
     for paragraph in page.paragraphs:
@@ -87,7 +87,7 @@ def build_model(directory: Path, size: str) -> Path:
 def span_rows(text: str, tokenizer) -> list[list[tuple[int, int]]]:
   """Character spans of every run of words of at most MAX_MENTION subwords, in rows of at
   most MAX_SPANS, with the word splitter the pipeline uses."""
-  from luke_jax.inference.words import split_words
+  from luke_jax.tokenization.words import split_words
   words = split_words(text)
   sizes = [len(tokenizer.tokenize((" " if i else "") + w.text)) for i, w in enumerate(words)]
   spans = []

@@ -22,7 +22,7 @@ from luke_jax.finetune.tasks import ner_metric
 from luke_jax.finetune.tasks.entity_typing import TypingExample
 from luke_jax.finetune.tasks.ner import Document, Sentence
 from luke_jax.bucketing import buckets, compilation_cache
-from luke_jax.inference import words
+from luke_jax.tokenization import words
 from luke_jax.models import registry
 from luke_jax.models.config import preset
 from luke_jax.tokenization.tokenizer import LukeTokenizer

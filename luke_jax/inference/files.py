@@ -7,7 +7,7 @@ and batch size of the fine-tuning config, and each input text gives one JSON obj
 - conll2003: `{"text", "entities": [{"start", "end", "text", "label", "score"}]}` per sentence
   (a line of the plain-text file; a CoNLL sentence's tokens joined by spaces). The sentences of
   a document (lines between blank lines; `-DOCSTART-` in CoNLL files) are context for each
-  other, as in fine-tuning. Words are split by `luke_jax.inference.words`, not only at spaces;
+  other, as in fine-tuning. Words are split by `luke_jax.tokenization.words`, not only at spaces;
 - open_entity: `{"text", "mention", "start", "end", "labels", "scores"}`;
 - tacred: `{"text", "subj": [start, end], "obj": [start, end], "label", "score"}`.
 Offsets are characters of `text`, the sentence with any `<e>`-style markers removed.

@@ -1,7 +1,7 @@
 """`luke_jax.pipeline("ner")`: raw text -> entity spans with character offsets.
 
 The CoNLL-2003 task's own code does the work (`luke_jax.finetune.tasks.ner`): each text is
-split into words (`luke_jax.inference.words`), every span of up to `max_mention_length`
+split into words (`luke_jax.tokenization.words`), every span of up to `max_mention_length`
 subwords is classified, and the paper's greedy decoding keeps the best non-overlapping spans
 (`NerTask.predict_spans`). A text longer than `max_seq_length` is cut into pieces as the task
 cuts a long sentence (no span crosses a cut, none is dropped), and a text with more spans than
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from luke_jax.finetune.tasks.ner import Document, NerTask, Sentence
 from luke_jax.inference import base
-from luke_jax.inference.words import Word, split_words
+from luke_jax.tokenization.words import Word, split_words
 
 Entity = dict[str, Any]  # {"start", "end", "text", "label", "score"}
 
