@@ -1,0 +1,652 @@
+"""A mention dictionary: normalised names -> candidate entities with counts, memory-mapped.
+
+Candidate generation for entity disambiguation and linking (the role of the reference's
+`examples/utils/wiki_entity_linker/mention_db.py` in studio-ousia/luke, whose marisa tries are
+replaced here by sorted numpy arrays that `np.load(mmap_mode="r")` opens without reading them:
+a database of full Wikipedia opens in milliseconds and costs only the pages a lookup touches).
+`luke_jax.data.mention_db_builder` builds one from a Wikipedia dump.
+
+**Names.** A name is text normalised as BERT's uncased `BasicTokenizer` does (the reference's
+tokenizer plus its lowercasing normaliser): control characters and U+FFFD are dropped, text is
+split at whitespace, each punctuation character (Unicode category P*, and every ASCII character
+that is not a letter or digit) and each CJK ideograph is a token of its own, and every token is
+lowercased, NFD-decomposed and stripped of combining marks (Mn). The tokens joined by one space
+are the name (`normalize_mention`); normalising a name again gives it back. One difference from
+BERT, shared with the reference: tokens are lowercased after the punctuation split, so a Greek
+capital sigma before a full stop inside a word may become final sigma where BERT keeps medial.
+
+**Storage.** A database is a directory: `meta.json` (format, version, build options, counts,
+source) and one `.npy` array per column:
+
+  name_hashes [N] uint64, sorted     64-bit hash of each name (`name_hashes`)
+  name_offsets [N+1] int64           name i = name_bytes[name_offsets[i]:name_offsets[i+1]] (UTF-8)
+  name_bytes [*] uint8
+  total_link_count [N] int32         links with name i as anchor text (all targets, before cuts)
+  doc_count [N] int32                pages mentioning name i (0: not counted at build time)
+  candidate_offsets [N+1] int64      name i's candidates: rows candidate_offsets[i]:...[i+1],
+  candidate_title [C] int32            by link count (descending), then title
+  candidate_link_count [C] int32
+  title_offsets [T+1] int64          title j = title_bytes[title_offsets[j]:title_offsets[j+1]]
+  title_bytes [*] uint8
+
+The hash of a name folds the 8-byte BLAKE2b digests of its tokens (`_fold`), so the hashes of
+every token n-gram of a text come out of a few vectorised numpy operations (`ngram_hashes`):
+`detect` looks all of them up with one `np.searchsorted`, and the builder counts names in
+page text the same way. 64 bits are no proof of identity: every hit of `query` and `detect` is
+checked against the stored name string.
+
+A database is written to a temporary sibling directory that is renamed into place once
+complete (`meta.json` is its last file), so an interrupted write never leaves a directory that
+loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+FORMAT = "luke-jax-mention-db"
+VERSION = 1
+HASH = "blake2b64-token-fold-v1"
+META_FILE = "meta.json"
+# Column name -> dtype; every column is `<name>.npy`.
+COLUMNS = {
+    "name_hashes": np.uint64, "name_offsets": np.int64, "name_bytes": np.uint8,
+    "total_link_count": np.int32, "doc_count": np.int32, "candidate_offsets": np.int64,
+    "candidate_title": np.int32, "candidate_link_count": np.int32,
+    "title_offsets": np.int64, "title_bytes": np.uint8,
+}
+
+
+class MentionDBError(ValueError):
+  """A mention database directory is missing, foreign or damaged; or bad arguments to write."""
+
+
+# -- normalisation ---------------------------------------------------------------------------
+# BERT's `_is_chinese_char` blocks: each ideograph is a token of its own.
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+# Code points scanned for punctuation and spaces: planes 0-3 and 14. Planes 4-13 are
+# unassigned and 15-16 private use (category C*, dropped like BERT's control characters).
+_SCANNED = (range(0, 0x40000), range(0xE0000, 0xF0000))
+
+
+def _is_punctuation(char: str) -> bool:
+  code = ord(char)
+  if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+    return True
+  return unicodedata.category(char).startswith("P")
+
+
+def _class(codes: list[int]) -> str:
+  """A regex character class body for `codes` (sorted), as ranges."""
+  parts, i = [], 0
+  while i < len(codes):
+    j = i
+    while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
+      j += 1
+    first, last = re.escape(chr(codes[i])), re.escape(chr(codes[j]))
+    parts.append(first if i == j else f"{first}-{last}")
+    i = j + 1
+  return "".join(parts)
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
+@functools.cache
+def _token_patterns() -> tuple[re.Pattern, re.Pattern]:
+  """One match per BERT basic token: a lone punctuation mark or ideograph, or a run of others.
+
+  Built once per process from `unicodedata` (~0.4 s). Spaces are BERT's (space, tab, newline,
+  carriage return, category Zs) plus the line and paragraph separators that its final
+  `str.split` also splits at. A character whose canonical decomposition holds punctuation
+  (U+1FEF -> "`") stands alone as well, since BERT splits after stripping accents.
+
+  Returns:
+    A pattern for text within the Basic Multilingual Plane, and one for any text: `re` tests
+    a character against each range above U+FFFF of a class one by one (about 50 here), which
+    makes the second four times slower on ordinary text.
+  """
+  single, space = [], []
+  cjk = {code for first, last in _CJK_RANGES for code in range(first, last + 1)}
+  for block in _SCANNED:
+    for code in block:
+      char = chr(code)
+      category = unicodedata.category(char)
+      if category in ("Zs", "Zl", "Zp") or char in " \t\n\r":
+        space.append(code)
+      elif code in cjk or category[0] == "P" or _is_punctuation(char):
+        single.append(code)
+      elif (category[0] in "LMNS" and unicodedata.decomposition(char)[:1] not in ("", "<")
+            and any(map(_is_punctuation, _strip_accents(char.lower())))):
+        single.append(code)
+  bmp = [code for code in single if code <= 0xFFFF]
+  single_class, bmp_class, space_class = _class(single), _class(bmp), _class(space)
+  return (re.compile(f"[{bmp_class}]|[^{bmp_class}{space_class}]+"),
+          re.compile(f"[{single_class}]|[^{single_class}{space_class}]+"))
+
+
+def _strip_accents(token: str) -> str:
+  """NFD without combining marks (Mn) and without the characters BERT deletes (C*, U+FFFD)."""
+  return "".join(c for c in unicodedata.normalize("NFD", token)
+                 if c != "\ufffd" and unicodedata.category(c)[0] != "C"
+                 and unicodedata.category(c) != "Mn")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _normalize_token(token: str) -> str:
+  token = token.lower()
+  if token.isascii() and token.isprintable():
+    return token  # nothing to decompose or delete
+  return _strip_accents(token)
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+  """`(normalised token, start, end)` per token of `text`; `text[start:end]` is its surface.
+
+  Tokens whose normalised form is empty (a lone combining mark, a zero-width space) are
+  dropped, as BERT drops them.
+  """
+  tokens = []
+  bmp, full = _token_patterns()
+  for match in (full if _ASTRAL.search(text) else bmp).finditer(text):
+    token = _normalize_token(match.group())
+    if token:
+      tokens.append((token, match.start(), match.end()))
+  return tokens
+
+
+def words(text: str) -> list[str]:
+  """The normalised tokens of `text` (`tokenize` without offsets, faster)."""
+  bmp, full = _token_patterns()
+  pattern = full if _ASTRAL.search(text) else bmp
+  return [token for token in map(_normalize_token, pattern.findall(text)) if token]
+
+
+def normalize_mention(text: str) -> str:
+  """The name of `text`: its normalised tokens joined by one space (see the module docstring).
+
+  >>> normalize_mention("Café  Müller's (band)")
+  "cafe muller ' s ( band )"
+  """
+  return " ".join(words(text))
+
+
+# -- hashing ---------------------------------------------------------------------------------
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _digest(token: str) -> bytes:
+  return hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
+
+
+def token_hashes(tokens: Sequence[str]) -> np.ndarray:
+  """[len(tokens)] uint64: the little-endian 8-byte BLAKE2b digest of each token's UTF-8."""
+  return np.frombuffer(b"".join(map(_digest, tokens)), dtype="<u8").astype(np.uint64)
+
+
+def string_hashes(strings: Sequence[str]) -> np.ndarray:
+  """[len(strings)] uint64 digests of whole strings (titles), uncached."""
+  return np.frombuffer(b"".join(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest()
+                                for s in strings), dtype="<u8").astype(np.uint64)
+
+
+def fold(state: np.ndarray, token: np.ndarray) -> np.ndarray:
+  """The running state of a name after one more token (order-sensitive, non-linear)."""
+  return (state ^ (state >> _S31)) * _MULTIPLIER + token
+
+
+def finish(state: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+  """splitmix64's finaliser over the state salted with the token count."""
+  z = state + lengths.astype(np.uint64) * _MULTIPLIER
+  z = (z ^ (z >> _S30)) * _MIX1
+  z = (z ^ (z >> _S27)) * _MIX2
+  return z ^ (z >> _S31)
+
+
+def ngram_hashes(hashes: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray,
+                                                              np.ndarray]:
+  """Hashes of every n-gram (n <= max_length) of a token sequence, from its token hashes.
+
+  Args:
+    hashes: [T] uint64 token hashes (`token_hashes`).
+    max_length: longest n-gram.
+
+  Returns:
+    `(ngram_hash, start, length)`, three [K] arrays (K = number of n-grams), n-grams ordered by
+    length, then start.
+  """
+  count = len(hashes)
+  out, starts, lengths = [], [], []
+  state = hashes
+  for n in range(1, min(max_length, count) + 1):
+    if n > 1:
+      state = fold(state[:-1], hashes[n - 1:])
+    out.append(finish(state, np.full(len(state), n, np.uint64)))
+    starts.append(np.arange(len(state), dtype=np.int64))
+    lengths.append(np.full(len(state), n, np.int64))
+  if not out:
+    return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+  return np.concatenate(out), np.concatenate(starts), np.concatenate(lengths)
+
+
+def name_hashes(names: Sequence[str], prefixes: bool = False) -> np.ndarray:
+  """Hashes of normalised names (tokens separated by one space).
+
+  Args:
+    names: the names.
+    prefixes: also return the hash of every shorter token prefix of every name.
+
+  Returns:
+    [len(names)] uint64 hashes in order; with `prefixes`, the hashes of all prefixes (the
+    names included) after them, unordered and not deduplicated.
+  """
+  split = [name.split(" ") for name in names]
+  lengths = np.fromiter(map(len, split), np.int64, len(split))
+  flat = token_hashes([token for tokens in split for token in tokens])
+  starts = np.zeros(len(split), np.int64)
+  np.cumsum(lengths[:-1], out=starts[1:])
+  state = flat[starts] if len(split) else np.zeros(0, np.uint64)
+  shorter = [finish(state[lengths > 1], np.ones(int((lengths > 1).sum()), np.int64))]
+  for k in range(1, int(lengths.max(initial=0))):
+    longer = np.flatnonzero(lengths > k)
+    state[longer] = fold(state[longer], flat[starts[longer] + k])
+    if prefixes:
+      proper = longer[lengths[longer] > k + 1]
+      shorter.append(finish(state[proper], np.full(len(proper), k + 1, np.int64)))
+  hashes = finish(state, lengths)
+  return np.concatenate([hashes] + shorter) if prefixes else hashes
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MentionCandidate:
+  """An entity a name may refer to.
+
+  `prior_prob` is p(entity | name) = link_count / total_link_count; `link_prob` is how often
+  the name is a link where it occurs, min(1, total_link_count / doc_count), 0.0 for a database
+  built without doc counts (`min_link_prob=0`).
+  """
+  title: str
+  link_count: int
+  total_link_count: int
+  doc_count: int
+  prior_prob: float
+  link_prob: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectedMention:
+  """A name found in a text: `text[start:end]` of the searched text is `self.text`."""
+  start: int
+  end: int
+  text: str
+  candidates: list[MentionCandidate]
+
+
+# -- writing ---------------------------------------------------------------------------------
+def _is_database(path: Path) -> bool:
+  try:
+    return json.loads((path / META_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> None:
+  """Raises unless `path` may receive a database: absent, an empty directory, or (with
+  `overwrite`) a database holding nothing but its own files. Builders call it before the
+  hours of work, `write` again before replacing anything."""
+  path = Path(path)
+  if not path.exists() and not path.is_symlink():
+    return
+  if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+    return
+  if not overwrite:
+    raise FileExistsError(f"{path}: already exists; pass --overwrite to replace a mention "
+                          "database")
+  if not path.is_dir() or path.is_symlink() or not _is_database(path):
+    raise FileExistsError(f"{path}: exists and is not a mention database; not replaced")
+  ours = {META_FILE} | {f"{name}.npy" for name in COLUMNS}
+  others = sorted(p.name for p in path.iterdir() if p.name not in ours)
+  if others:
+    raise FileExistsError(f"{path}: holds files that are not the database's ({others[:3]}); "
+                          "not replaced")
+
+
+def _blob(strings: Sequence[str], what: str) -> tuple[np.ndarray, np.ndarray]:
+  """UTF-8 bytes of `strings` end to end and [len+1] offsets (newlines find the boundaries)."""
+  data = "\n".join(strings).encode("utf-8")
+  blob = np.frombuffer(data, np.uint8)
+  breaks = np.flatnonzero(blob == 10)
+  if len(breaks) != max(len(strings) - 1, 0):
+    raise MentionDBError(f"a {what} holds a newline; {what}s are single lines")
+  offsets = np.empty(len(strings) + 1, np.int64)
+  offsets[0] = 0
+  offsets[1:-1] = breaks
+  offsets[-1] = len(blob)
+  blob = np.delete(blob, breaks) if len(breaks) else blob
+  offsets[1:-1] -= np.arange(len(breaks))  # each earlier newline removed
+  offsets[-1] = len(blob)
+  return blob, offsets
+
+
+def write(path: str | os.PathLike, names: Sequence[str], total_link_count: np.ndarray,
+          doc_count: np.ndarray, candidate_offsets: np.ndarray, candidate_title: np.ndarray,
+          candidate_link_count: np.ndarray, titles: Sequence[str],
+          meta: Mapping[str, Any] | None = None, overwrite: bool = False) -> Path:
+  """Writes a database atomically (see the module docstring).
+
+  Args:
+    path: the directory to create.
+    names: N distinct normalised names (`normalize_mention` outputs), in any order.
+    total_link_count: [N] links per name.
+    doc_count: [N] pages mentioning each name (zeros when not counted).
+    candidate_offsets: [N+1] name i's candidates are rows `offsets[i]:offsets[i+1]` of the
+      next two arrays, already in the order `query` returns them.
+    candidate_title: [C] indices into `titles`.
+    candidate_link_count: [C] links of the name to that title.
+    titles: T entity titles.
+    meta: stored in `meta.json` next to the format fields (options, source, `partial`).
+    overwrite: replace an existing database (see `check_output`).
+
+  Returns:
+    `path`.
+
+  Raises:
+    MentionDBError: inconsistent arrays.
+    FileExistsError: see `check_output`.
+  """
+  path = Path(path)
+  n, t = len(names), len(titles)
+  total_link_count = np.asarray(total_link_count)
+  doc_count = np.asarray(doc_count)
+  candidate_offsets = np.asarray(candidate_offsets, np.int64)
+  candidate_title = np.asarray(candidate_title)
+  candidate_link_count = np.asarray(candidate_link_count)
+  c = len(candidate_title)
+  if (total_link_count.shape != (n,) or doc_count.shape != (n,)
+      or candidate_offsets.shape != (n + 1,) or candidate_link_count.shape != (c,)):
+    raise MentionDBError(f"array shapes disagree with {n} names and {c} candidates")
+  if candidate_offsets[0] != 0 or candidate_offsets[-1] != c or np.any(
+      np.diff(candidate_offsets) < 0):
+    raise MentionDBError("candidate_offsets must rise from 0 to the number of candidates")
+  if c and (candidate_title.min() < 0 or candidate_title.max() >= t):
+    raise MentionDBError(f"candidate_title holds an index outside the {t} titles")
+  for name, array in (("total_link_count", total_link_count), ("doc_count", doc_count),
+                      ("candidate_link_count", candidate_link_count)):
+    if array.size and (array.min() < 0 or array.max() > np.iinfo(np.int32).max):
+      raise MentionDBError(f"{name} must hold counts in [0, 2**31)")
+  check_output(path, overwrite)
+
+  hashes = name_hashes(names)
+  order = np.argsort(hashes, kind="stable")
+  sizes = np.diff(candidate_offsets)[order]
+  new_offsets = np.zeros(n + 1, np.int64)
+  np.cumsum(sizes, out=new_offsets[1:])
+  # Row r of the new candidate arrays comes from old row: start of its name + rank in it.
+  rows = (np.repeat(candidate_offsets[:-1][order] - new_offsets[:-1], sizes)
+          + np.arange(c, dtype=np.int64))
+  name_bytes, name_offsets = _blob([names[i] for i in order], "name")
+  title_bytes, title_offsets = _blob(titles, "title")
+  columns = {
+      "name_hashes": hashes[order], "name_offsets": name_offsets, "name_bytes": name_bytes,
+      "total_link_count": total_link_count[order], "doc_count": doc_count[order],
+      "candidate_offsets": new_offsets, "candidate_title": candidate_title[rows],
+      "candidate_link_count": candidate_link_count[rows],
+      "title_offsets": title_offsets, "title_bytes": title_bytes,
+  }
+  info = {"format": FORMAT, "version": VERSION, "hash": HASH,
+          "longest_name": int(max((name.count(" ") + 1 for name in names), default=0)),
+          "num_names": n, "num_candidates": c, "num_titles": t, **(meta or {})}
+
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  shutil.rmtree(tmp, ignore_errors=True)  # our own leftover from a crashed write
+  tmp.mkdir()
+  try:
+    for name, array in columns.items():
+      np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, COLUMNS[name]))
+    (tmp / META_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    _publish(tmp, path, overwrite)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return path
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+  check_output(path, overwrite)
+  if path.is_dir() and not any(path.iterdir()):
+    path.rmdir()
+  if not path.exists():
+    os.rename(tmp, path)
+    return
+  old = path.with_name(f".{path.name}.old-{os.getpid()}")
+  os.rename(path, old)  # checked above: a database of our files only
+  os.rename(tmp, path)
+  shutil.rmtree(old)
+
+
+# -- reading ---------------------------------------------------------------------------------
+class MentionDB:
+  """A database opened read-only with memory-mapped columns (see the module docstring)."""
+
+  def __init__(self, path: Path, columns: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
+    self.path = path
+    self.meta = dict(meta)
+    self._c = dict(columns)
+    self._num_names = len(self._c["name_hashes"])
+    self._longest = int(meta.get("longest_name", 0))
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> "MentionDB":
+    """Opens the database directory `path`.
+
+    Raises:
+      FileNotFoundError: no such directory, or a file of the database is missing.
+      MentionDBError: not a mention database, an unsupported version, or damaged files.
+    """
+    path = Path(path)
+    if not path.is_dir():
+      raise FileNotFoundError(f"{path}: no such mention database directory")
+    meta_file = path / META_FILE
+    if not meta_file.exists():
+      raise FileNotFoundError(f"{meta_file}: missing; {path} is not a (complete) mention "
+                              "database")
+    try:
+      meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+      raise MentionDBError(f"{meta_file}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+      raise MentionDBError(f"{meta_file}: not a luke-jax mention database (format "
+                           f"{meta.get('format') if isinstance(meta, dict) else None!r}, "
+                           f"expected {FORMAT!r})")
+    if meta.get("version") != VERSION or meta.get("hash") != HASH:
+      raise MentionDBError(f"{meta_file}: version {meta.get('version')!r} with hash "
+                           f"{meta.get('hash')!r}; this luke-jax reads version {VERSION} "
+                           f"({HASH}); rebuild it with build_mention_db")
+    columns = {}
+    for name, dtype in COLUMNS.items():
+      file = path / f"{name}.npy"
+      if not file.exists():
+        raise FileNotFoundError(f"{file}: missing from the mention database {path}")
+      try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+      except (ValueError, OSError, EOFError) as e:
+        raise MentionDBError(f"{file}: not a readable .npy array ({e})") from None
+      if array.dtype != dtype or array.ndim != 1:
+        raise MentionDBError(f"{file}: {array.dtype}{list(array.shape)}, expected a 1-d "
+                             f"{np.dtype(dtype).name} array")
+      columns[name] = array
+    _check_shapes(path, columns, meta)
+    return cls(path, columns, meta)
+
+  # -- lookups -------------------------------------------------------------------------------
+  def __len__(self) -> int:
+    return self._num_names
+
+  @property
+  def num_titles(self) -> int:
+    return len(self._c["title_offsets"]) - 1
+
+  @property
+  def has_doc_counts(self) -> bool:
+    return bool(self.meta.get("doc_counts", False))
+
+  def title(self, index: int) -> str:
+    offsets = self._c["title_offsets"]
+    return bytes(self._c["title_bytes"][offsets[index]:offsets[index + 1]]).decode("utf-8")
+
+  def titles(self) -> Iterator[str]:
+    """Every candidate title, in id (alphabetical) order."""
+    for i in range(self.num_titles):
+      yield self.title(i)
+
+  def name(self, index: int) -> str:
+    offsets = self._c["name_offsets"]
+    return bytes(self._c["name_bytes"][offsets[index]:offsets[index + 1]]).decode("utf-8")
+
+  def names(self) -> Iterator[str]:
+    """Every name, in hash order."""
+    for i in range(len(self)):
+      yield self.name(i)
+
+  def _find(self, hashes: np.ndarray, name_of) -> np.ndarray:
+    """[K] index of each hash's name (-1: none); `name_of(k)` is the k-th looked-up name."""
+    table = self._c["name_hashes"]
+    where = np.searchsorted(table, hashes)
+    found = np.full(len(hashes), -1, np.int64)
+    inside = where < len(table)
+    hit = np.flatnonzero(inside)[table[where[inside]] == hashes[inside]]
+    for k in hit:
+      wanted = name_of(k)
+      i = int(where[k])
+      while i < len(table) and table[i] == hashes[k]:  # more than one only on a collision
+        if self.name(i) == wanted:
+          found[k] = i
+          break
+        i += 1
+    return found
+
+  def _index(self, text: str) -> int:
+    tokens = normalize_mention(text).split(" ")
+    if tokens == [""]:
+      return -1
+    hashes = name_hashes([" ".join(tokens)])
+    return int(self._find(hashes, lambda k: " ".join(tokens))[0])
+
+  def __contains__(self, text: str) -> bool:
+    return self._index(text) >= 0
+
+  def _candidates(self, index: int, max_candidates: int | None) -> list[MentionCandidate]:
+    offsets = self._c["candidate_offsets"]
+    first, last = int(offsets[index]), int(offsets[index + 1])
+    if max_candidates is not None:
+      last = min(last, first + max_candidates)
+    total = int(self._c["total_link_count"][index])
+    docs = int(self._c["doc_count"][index])
+    link_prob = min(1.0, total / docs) if docs > 0 else 0.0
+    return [MentionCandidate(self.title(int(title)), int(count), total, docs,
+                             int(count) / total if total else 0.0, link_prob)
+            for title, count in zip(self._c["candidate_title"][first:last],
+                                    self._c["candidate_link_count"][first:last])]
+
+  def query(self, text: str, max_candidates: int | None = None) -> list[MentionCandidate]:
+    """Candidates of a name (raw text or already normalised), most probable first; [] when
+    the name is unknown."""
+    index = self._index(text)
+    return [] if index < 0 else self._candidates(index, max_candidates)
+
+  def link_prob(self, text: str) -> float | None:
+    """min(1, total links / doc count) of a name; None when unknown."""
+    candidates = self.query(text, max_candidates=1)
+    return candidates[0].link_prob if candidates else None
+
+  def detect(self, text: str, min_link_prob: float | None = None,
+             max_candidates: int | None = None, max_mention_length: int | None = None
+             ) -> list[DetectedMention]:
+    """Known names in `text`: longest first, then leftmost, never overlapping.
+
+    Every token n-gram up to `max_mention_length` tokens (default: the longest stored name)
+    is looked up at once; a shorter match inside or across a chosen longer one is dropped.
+
+    Args:
+      text: raw text.
+      min_link_prob: skip names linked less often than this where they occur (needs a
+        database built with doc counts).
+      max_candidates: candidates kept per mention.
+      max_mention_length: longest mention in tokens.
+
+    Returns:
+      The mentions in text order, character offsets into `text`.
+
+    Raises:
+      MentionDBError: `min_link_prob` on a database without doc counts.
+    """
+    if min_link_prob and not self.has_doc_counts:
+      raise MentionDBError(f"{self.path}: built without doc counts (min_link_prob=0), so "
+                           "detect cannot filter by min_link_prob")
+    tokens = tokenize(text)
+    longest = self._longest if max_mention_length is None else min(max_mention_length,
+                                                                   self._longest)
+    if not tokens or longest < 1:
+      return []
+    words = [token for token, _, _ in tokens]
+    hashes, starts, lengths = ngram_hashes(token_hashes(words), longest)
+    found = self._find(hashes, lambda k: " ".join(words[starts[k]:starts[k] + lengths[k]]))
+    hit = np.flatnonzero(found >= 0)
+    if min_link_prob:
+      total = self._c["total_link_count"][found[hit]].astype(np.float64)
+      docs = self._c["doc_count"][found[hit]]
+      prob = np.where(docs > 0, np.minimum(1.0, total / np.maximum(docs, 1)), 0.0)
+      hit = hit[prob >= min_link_prob]
+    # ngram_hashes orders by length, then start: reversed stable order = longest, leftmost.
+    hit = hit[np.lexsort((starts[hit], -lengths[hit]))]
+    taken = np.zeros(len(tokens), bool)
+    chosen = []
+    for k in hit:
+      first, last = int(starts[k]), int(starts[k] + lengths[k])
+      if not taken[first:last].any():
+        taken[first:last] = True
+        chosen.append((first, last, int(found[k])))
+    mentions = []
+    for first, last, index in sorted(chosen):
+      start, end = tokens[first][1], tokens[last - 1][2]
+      mentions.append(DetectedMention(start, end, text[start:end],
+                                      self._candidates(index, max_candidates)))
+    return mentions
+
+
+def _check_shapes(path: Path, c: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+  """Cheap consistency checks (lengths and final offsets); the data are not read."""
+  n = len(c["name_hashes"])
+  expected = {
+      "name_offsets": n + 1, "total_link_count": n, "doc_count": n, "candidate_offsets": n + 1,
+      "candidate_link_count": len(c["candidate_title"]),
+  }
+  for name, length in expected.items():
+    if len(c[name]) != length:
+      raise MentionDBError(f"{path / (name + '.npy')}: {len(c[name])} entries, expected "
+                           f"{length} (damaged database)")
+  for offsets, data in (("name_offsets", "name_bytes"), ("candidate_offsets", "candidate_title"),
+                        ("title_offsets", "title_bytes")):
+    if len(c[offsets]) == 0 or c[offsets][0] != 0 or c[offsets][-1] != len(c[data]):
+      raise MentionDBError(f"{path / (offsets + '.npy')}: does not span {data}.npy "
+                           "(damaged database)")
+  if meta.get("num_names") != n:
+    raise MentionDBError(f"{path / META_FILE}: num_names {meta.get('num_names')!r} but "
+                         f"name_hashes.npy holds {n} (files from different builds?)")
