@@ -1,0 +1,531 @@
+"""A mention database (`luke_jax.data.mention_db`) from a Wikipedia dump.
+
+What counts, following the reference's `MentionDB.build_from_wikipedia`
+(studio-ousia/luke, examples/utils/wiki_entity_linker/mention_db.py), with the additions
+marked (+):
+
+* **Anchors.** Every internal link of every article counts one link from its anchor text's
+  name (`normalize_mention`) to its target title resolved through the dump's redirects.
+  Anchors longer than `max_mention_length` tokens, or without any token, are skipped, and so
+  are targets in another namespace (`Category:`, `Wikipedia:`, `Template:`..., the namespaces
+  of the dump's own pages and MediaWiki's canonical ones) or another wiki (`wikt:`...).
+* (+) **Titles** (`include_titles`): each article title counts one link to itself, and, when
+  it ends in a parenthesised qualifier ("Mercury (planet)"), so does the title without it
+  ("Mercury"). Disambiguation pages (title ending in "(disambiguation)", or a
+  `{{disambiguation}}`-family template) are not counted.
+* (+) **Redirects** (`include_redirects`): each redirect title, and its form without a
+  qualifier, counts one link to the redirect's final target, unless that is a disambiguation
+  page or lies in another namespace.
+* **Cuts.** A name's `total_link_count` is the sum over all its targets; its candidates are
+  the `max_candidates` most linked targets (ties: by title), those with at least
+  `min_link_count` links. `prior_prob = link_count / total_link_count`, so priors sum to 1
+  over a name's targets before the cut.
+* **Link probability.** With `min_link_prob > 0` a second pass over the dump counts, for each
+  name, the pages that mention it: whose text holds its tokens as an n-gram (inside a link or
+  not, within one paragraph), (+) or that link it, or (+) whose own title or redirects give
+  it (when those are counted). Names with `min(1, total_link_count / doc_count)` below
+  `min_link_prob` are dropped (the reference's filter; with the (+) rules every counted name
+  is mentioned by at least one page). `min_link_prob=0` skips that pass and stores
+  `doc_count` 0.
+* **Held-out pages** (`exclude_titles`): their text is not read in either pass (neither their
+  anchors nor their words count); their titles and the redirects to them still count as
+  names, as knowledge-base facts rather than annotations.
+
+Memory: a name and a title are each stored once (dicts), a (name, target) pair as one uint64
+key in numpy arrays merged every few million links; full English Wikipedia (~20M distinct
+pairs) needs a few GB in the parent process. The second pass's workers memory-map the sorted
+name hashes from a scratch directory next to the output.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import itertools
+import multiprocessing
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Collection, Iterable, Iterator
+
+import numpy as np
+from absl import logging
+
+from luke_jax.data import mention_db
+from luke_jax.data.entity_vocab_builder import eta
+from luke_jax.data.wikipedia import (DumpStats, RawPage, check_complete, iter_raw_pages,
+                                     normalize_title, parse_page, resolve)
+
+# MediaWiki's canonical namespace names (and aliases) and the Wikimedia interwiki prefixes
+# whose links leave the article namespace; the dump's own namespaces are added as read.
+_CANONICAL_NAMESPACES = frozenset(s.casefold() for s in (
+    "Media", "Special", "Talk", "User", "User talk", "Wikipedia", "Wikipedia talk", "Project",
+    "Project talk", "WP", "WT", "File", "File talk", "Image", "Image talk", "MediaWiki",
+    "MediaWiki talk", "Template", "Template talk", "Help", "Help talk", "Category",
+    "Category talk", "Portal", "Portal talk", "Draft", "Draft talk", "TimedText",
+    "TimedText talk", "Module", "Module talk", "Book", "Book talk", "Education Program",
+    "Education Program talk", "Gadget", "Gadget talk", "Gadget definition",
+    "Gadget definition talk", "Topic", "MOS",
+    "wikt", "wiktionary", "s", "wikisource", "q", "wikiquote", "b", "wikibooks", "n",
+    "wikinews", "v", "wikiversity", "voy", "wikivoyage", "commons", "c", "meta", "m", "mw",
+    "species", "d", "wikidata", "wmf", "foundation", "phab", "w", "metawikimedia",
+    "mediawikiwiki", "wikispecies", "wikimedia", "outreach", "incubator"))
+_QUALIFIER = re.compile(r"^(.+?) \([^()]*\)$")
+_DISAMBIGUATION_TITLE = re.compile(r"\(disambiguation\)$", re.IGNORECASE)
+_DISAMBIGUATION_TEMPLATE = re.compile(
+    r"\{\{\s*(?:[\w ]*\s)?(?:disambiguation|disambig|disamb|dab|hndis|geodis|numberdis)"
+    r"\s*(?:\||\}\})", re.IGNORECASE)
+_MERGE_EVERY = 4_000_000  # buffered (name, target) keys before a numpy merge
+
+
+@dataclasses.dataclass
+class BuildSummary:
+  """What a build read and wrote."""
+  path: Path
+  stats: DumpStats  # the first pass
+  articles: int = 0
+  redirects: int = 0
+  other_namespaces: int = 0
+  excluded: int = 0  # articles of `exclude_titles` found in the dump
+  anchors: int = 0  # anchors counted (after the length and namespace rules)
+  names: int = 0
+  candidates: int = 0
+  titles: int = 0
+  seconds: float = 0.0
+  partial: str | None = None
+
+
+# -- names of titles -------------------------------------------------------------------------
+def title_names(title: str) -> set[str]:
+  """The names a title (or redirect title) gives: itself, and without its qualifier."""
+  names = {mention_db.normalize_mention(title)}
+  match = _QUALIFIER.match(title)
+  if match:
+    names.add(mention_db.normalize_mention(match.group(1)))
+  names.discard("")
+  return names
+
+
+def is_disambiguation(title: str, wikitext: str) -> bool:
+  return bool(_DISAMBIGUATION_TITLE.search(title) or _DISAMBIGUATION_TEMPLATE.search(wikitext))
+
+
+def _length(name: str) -> int:
+  return name.count(" ") + 1 if name else 0
+
+
+# -- workers ---------------------------------------------------------------------------------
+def _anchors(raw: RawPage, max_length: int) -> tuple[list[tuple[str, str]] | None, str]:
+  """Runs in the workers: (name, raw target) per anchor of an article; (None, error) when the
+  page fails to convert."""
+  try:
+    page, _ = parse_page(raw)
+  except Exception as e:  # noqa: BLE001 - one bad page must not end the build
+    return None, f"page {raw.title!r}: {type(e).__name__}: {e}"
+  pairs = []
+  for paragraph in page.paragraphs:
+    for link in paragraph.links:
+      name = mention_db.normalize_mention(paragraph.text[link.start:link.end])
+      if 0 < _length(name) <= max_length:
+        pairs.append((name, link.title))
+  return pairs, ""
+
+
+_SCRATCH = ("names", "prefixes", "redirect_targets", "redirect_names")
+
+
+@functools.lru_cache(maxsize=2)
+def _scratch(directory: str) -> dict[str, np.ndarray]:
+  """The second pass's lookup tables, memory-mapped once per worker."""
+  return {name: np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")
+          for name in _SCRATCH}
+
+
+@dataclasses.dataclass(frozen=True)
+class _DocTask:
+  raw: RawPage
+  excluded: bool
+  scratch: str
+  max_length: int
+  include_titles: bool
+
+
+def _mentioned(task: _DocTask) -> tuple[np.ndarray | None, str]:
+  """Runs in the workers: indices of the names a page mentions (see the module docstring)."""
+  tables = _scratch(task.scratch)
+  found = []
+  if not task.excluded:
+    try:
+      page, _ = parse_page(task.raw)
+    except Exception as e:  # noqa: BLE001
+      return None, f"page {task.raw.title!r}: {type(e).__name__}: {e}"
+    words, paragraph_ids, anchors = [], [], []
+    for i, paragraph in enumerate(page.paragraphs):
+      tokens = mention_db.words(paragraph.text)
+      words += tokens
+      paragraph_ids += [i] * len(tokens)
+      anchors += [mention_db.normalize_mention(paragraph.text[link.start:link.end])
+                  for link in paragraph.links]
+    found.append(_text_names(mention_db.token_hashes(words), np.array(paragraph_ids, np.int64),
+                             tables["prefixes"], tables["names"], task.max_length))
+    found.append(_lookup(tables["names"], mention_db.name_hashes([a for a in anchors if a])))
+  if task.include_titles:
+    own = mention_db.name_hashes(sorted(title_names(normalize_title(task.raw.title))))
+    found.append(_lookup(tables["names"], own))
+  # Redirects to this page: their names are rows first:last of the redirect tables.
+  key = mention_db.string_hashes([normalize_title(task.raw.title)])
+  first, last = (int(np.searchsorted(tables["redirect_targets"], key, side=side)[0])
+                 for side in ("left", "right"))
+  found.append(np.asarray(tables["redirect_names"][first:last]))
+  return np.unique(np.concatenate(found)).astype(np.int32), ""
+
+
+def _text_names(tokens: np.ndarray, paragraph: np.ndarray, prefixes: np.ndarray,
+                names: np.ndarray, max_length: int) -> np.ndarray:
+  """Indices into `names` of the token n-grams of a page that are names.
+
+  An n-gram is extended only while it is a prefix of some name (`prefixes`, which holds the
+  names too) and within one paragraph, as the reference's trie walk does: most positions stop
+  after one or two tokens instead of trying all `max_length`.
+  """
+  starts = np.arange(len(tokens))
+  state = tokens
+  found = []
+  for n in range(1, max_length + 1):
+    if n > 1:
+      last = starts + n - 1
+      inside = last < len(tokens)
+      starts, state, last = starts[inside], state[inside], last[inside]
+      same = paragraph[last] == paragraph[starts]
+      starts, state, last = starts[same], state[same], last[same]
+      state = mention_db.fold(state, tokens[last])
+    if not len(starts):
+      break
+    hashes = mention_db.finish(state, np.full(len(starts), n, np.int64))
+    alive = _member(prefixes, hashes)
+    starts, state = starts[alive], state[alive]
+    found.append(_lookup(names, hashes[alive]))
+  return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
+def _member(table: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+  """[len(hashes)] bool: which hashes the sorted `table` holds."""
+  where = np.minimum(np.searchsorted(table, hashes), len(table) - 1)
+  return table[where] == hashes
+
+
+def _lookup(table: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+  """Unique indices into the sorted `table` of the `hashes` it holds (unverified: a 64-bit
+  collision counts a page for the wrong name, about once in 1e8 pages)."""
+  where = np.searchsorted(table, hashes)
+  inside = where < len(table)
+  where = where[inside]
+  return np.unique(where[table[where] == hashes[inside]])
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+  iterator = iter(items)
+  while batch := list(itertools.islice(iterator, size)):
+    yield batch
+
+
+def _map(function: Callable, tasks: Iterable, workers: int, chunk_size: int) -> Iterator:
+  """`map(function, tasks)` in order, over `workers` spawned processes when more than one."""
+  if workers == 1:
+    yield from map(function, tasks)
+    return
+  # Batches keep the parent from queueing the whole dump; two in flight keep workers busy.
+  # spawn, not fork: callers may have started JAX's threads.
+  with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    pending: collections.deque = collections.deque()
+    for batch in _batches(tasks, workers * chunk_size * 4):
+      pending.append(pool.map_async(function, batch, chunk_size))
+      if len(pending) > 2:
+        yield from pending.popleft().get()
+    while pending:
+      yield from pending.popleft().get()
+
+
+# -- counting --------------------------------------------------------------------------------
+class _PairCounts:
+  """(name id, target id) -> links, as sorted unique uint64 keys and counts."""
+
+  def __init__(self):
+    self.keys = np.zeros(0, np.uint64)
+    self.counts = np.zeros(0, np.int64)
+    self._buffer: list[int] = []
+
+  def add(self, name_id: int, target_id: int) -> None:
+    self._buffer.append(name_id << 32 | target_id)
+    if len(self._buffer) >= _MERGE_EVERY:
+      self.merge()
+
+  def merge(self) -> None:
+    if not self._buffer:
+      return
+    keys = np.concatenate([self.keys, np.array(self._buffer, np.uint64)])
+    counts = np.concatenate([self.counts, np.ones(len(self._buffer), np.int64)])
+    self._buffer = []
+    self.keys, inverse = np.unique(keys, return_inverse=True)
+    self.counts = np.bincount(inverse, weights=counts, minlength=len(self.keys)).astype(np.int64)
+
+
+class _Ids(dict):
+  """String -> dense id, assigned in first-seen order."""
+
+  def __missing__(self, key: str) -> int:
+    value = self[key] = len(self)
+    return value
+
+
+def _other_namespace(title: str, prefixes: Collection[str]) -> bool:
+  prefix, colon, _ = title.partition(":")
+  return bool(colon) and prefix.strip().casefold() in prefixes
+
+
+def build(dump_path: str | os.PathLike, output: str | os.PathLike, *, min_link_count: int = 1,
+          max_candidates: int = 100, min_link_prob: float = 0.01, max_mention_length: int = 20,
+          include_titles: bool = True, include_redirects: bool = True,
+          exclude_titles: Collection[str] = (), workers: int = 1, chunk_size: int = 16,
+          overwrite: bool = False, allow_truncated_dump: bool = False,
+          log_every_s: float = 30.0) -> BuildSummary:
+  """Builds a mention database from a dump (see the module docstring for the rules).
+
+  Args:
+    dump_path: a MediaWiki XML dump (see `wikipedia.iter_raw_pages`).
+    output: the database directory to create.
+    min_link_count: fewest links a candidate needs.
+    max_candidates: candidates kept per name (the most linked).
+    min_link_prob: fewest links per mentioning page a name needs; 0 skips the doc counts.
+    max_mention_length: longest name, in tokens.
+    include_titles: count article titles as names of their article.
+    include_redirects: count redirect titles as names of their target.
+    exclude_titles: articles whose text is not read (held-out pages); normalised here.
+    workers: processes converting wikitext; 1 converts in this process, 0 uses every CPU.
+    chunk_size: pages per task sent to a worker.
+    overwrite: replace an existing database at `output`.
+    allow_truncated_dump: build from a truncated or corrupt dump up to the damage
+      (`meta.json`'s `partial` says so) instead of raising.
+    log_every_s: seconds between progress lines.
+
+  Returns:
+    What was read and written.
+
+  Raises:
+    wikipedia.DumpError: an unreadable dump, or a truncated one without
+      `allow_truncated_dump` (nothing is written).
+    FileExistsError: `output` exists (see `mention_db.check_output`).
+  """
+  if max_candidates < 1 or max_mention_length < 1 or min_link_count < 0:
+    raise ValueError("max_candidates and max_mention_length must be >= 1, min_link_count >= 0")
+  if not 0.0 <= min_link_prob <= 1.0:
+    raise ValueError(f"min_link_prob must be in [0, 1], got {min_link_prob}")
+  mention_db.check_output(output, overwrite)
+  started = time.monotonic()
+  workers = workers or os.cpu_count() or 1
+  excluded_titles = {normalize_title(t) for t in exclude_titles}
+  excluded_titles.discard("")
+  stats = DumpStats()
+  summary = BuildSummary(Path(output), stats)
+  names, targets, pairs = _Ids(), _Ids(), _PairCounts()
+  articles: list[str] = []
+  disambiguations: set[str] = set()
+  redirects: dict[str, str] = {}
+  prefixes = set(_CANONICAL_NAMESPACES)
+
+  # -- pass 1: anchors -----------------------------------------------------------------------
+  def pages() -> Iterator[RawPage]:
+    for raw in iter_raw_pages(dump_path, stats, namespaces=None):
+      if raw.namespace != 0:
+        summary.other_namespaces += 1
+        prefix, colon, _ = raw.title.partition(":")
+        if colon:
+          prefixes.add(prefix.strip().casefold())
+        continue
+      title = normalize_title(raw.title)
+      if raw.redirect is not None:
+        summary.redirects += 1
+        redirects[title] = raw.redirect
+        continue
+      summary.articles += 1
+      articles.append(title)
+      if is_disambiguation(title, raw.text):
+        disambiguations.add(title)
+      if title in excluded_titles:
+        summary.excluded += 1
+        continue
+      yield raw
+
+  last_log = started
+  dump = os.fspath(dump_path)
+  task = functools.partial(_anchors, max_length=max_mention_length)
+  for anchors, error in _map(task, pages(), workers, chunk_size):
+    if anchors is None:
+      stats.record_error(f"{dump}: {error}")
+      logging.warning("%s: skipping %s", dump, error)
+      continue
+    for name, target in anchors:
+      pairs.add(names[name], targets[target])
+    summary.anchors += len(anchors)
+    if time.monotonic() - last_log >= log_every_s:
+      last_log = time.monotonic()
+      logging.info("pass 1/%d: %d pages read, %d anchors, %d names, %s",
+                   2 if min_link_prob > 0 else 1, stats.pages, summary.anchors, len(names),
+                   eta(stats, last_log - started))
+  summary.partial = check_complete(stats, dump_path, allow_truncated_dump)
+
+  if include_titles:
+    for title in articles:
+      if title not in disambiguations:
+        for name in title_names(title):
+          if _length(name) <= max_mention_length:
+            pairs.add(names[name], targets[title])
+  if include_redirects:
+    for source, target in redirects.items():
+      final = resolve(target, redirects)
+      if final not in disambiguations and not _other_namespace(final, prefixes):
+        for name in title_names(source):
+          if _length(name) <= max_mention_length:
+            pairs.add(names[name], targets[target])
+  pairs.merge()
+
+  # -- targets resolved, candidates cut ------------------------------------------------------
+  raw_targets = list(targets)
+  resolved = [resolve(t, redirects) for t in raw_targets]
+  kept_titles = sorted({t for t in resolved if t and not _other_namespace(t, prefixes)})
+  title_id = {t: i for i, t in enumerate(kept_titles)}
+  target_map = np.array([title_id.get(t, -1) for t in resolved], np.int64)
+  del targets, resolved, title_id
+  name_of_key = (pairs.keys >> np.uint64(32)).astype(np.int64)
+  final = target_map[(pairs.keys & np.uint64(0xFFFFFFFF)).astype(np.int64)]
+  keep = final >= 0
+  keys, inverse = np.unique(name_of_key[keep] << 32 | final[keep], return_inverse=True)
+  counts = np.bincount(inverse, weights=pairs.counts[keep],
+                       minlength=len(keys)).astype(np.int64)
+  del pairs, name_of_key, final, keep, inverse
+  key_name, key_title = keys >> 32, keys & 0xFFFFFFFF
+  order = np.lexsort((key_title, -counts, key_name))  # per name: most links, then title
+  key_name, key_title, counts = key_name[order], key_title[order], counts[order]
+  group_start = np.flatnonzero(np.r_[True, key_name[1:] != key_name[:-1]])
+  group_size = np.diff(np.r_[group_start, len(key_name)])
+  rank = np.arange(len(key_name)) - np.repeat(group_start, group_size)
+  totals = np.add.reduceat(counts, group_start) if len(counts) else np.zeros(0, np.int64)
+  name_total = np.zeros(len(names), np.int64)
+  name_total[key_name[group_start]] = totals
+  chosen = (rank < max_candidates) & (counts >= min_link_count)
+  key_name, key_title, counts = key_name[chosen], key_title[chosen], counts[chosen]
+  name_ids = np.unique(key_name)  # names with a candidate left, by id
+  all_names = list(names)
+  del names
+  kept_names = [all_names[i] for i in name_ids]
+  del all_names
+
+  # -- pass 2: doc counts --------------------------------------------------------------------
+  doc_count = np.zeros(len(name_ids), np.int64)
+  if min_link_prob > 0 and len(name_ids):
+    doc_count = _count_docs(
+        dump_path, output, kept_names, redirects, disambiguations, prefixes, excluded_titles,
+        max_mention_length, include_titles, include_redirects, allow_truncated_dump, workers,
+        chunk_size, log_every_s, started)
+    link_prob = np.minimum(1.0, name_total[name_ids] / np.maximum(doc_count, 1))
+    good = (doc_count > 0) & (link_prob >= min_link_prob)
+    name_ids, doc_count = name_ids[good], doc_count[good]
+    kept_names = [name for name, g in zip(kept_names, good) if g]
+    row_kept = np.isin(key_name, name_ids)
+    key_name, key_title, counts = key_name[row_kept], key_title[row_kept], counts[row_kept]
+
+  # -- write ---------------------------------------------------------------------------------
+  used_titles, title_index = np.unique(key_title, return_inverse=True)
+  sizes = np.bincount(np.searchsorted(name_ids, key_name), minlength=len(name_ids))
+  offsets = np.zeros(len(name_ids) + 1, np.int64)
+  np.cumsum(sizes, out=offsets[1:])
+  meta = {
+      "source": os.path.abspath(dump),
+      "partial": summary.partial,
+      "doc_counts": bool(min_link_prob > 0),
+      "options": dict(min_link_count=min_link_count, max_candidates=max_candidates,
+                      min_link_prob=min_link_prob, max_mention_length=max_mention_length,
+                      include_titles=include_titles, include_redirects=include_redirects,
+                      excluded_titles=len(excluded_titles)),
+      "stats": dict(pages=stats.pages, articles=summary.articles, redirects=summary.redirects,
+                    other_namespaces=summary.other_namespaces, excluded=summary.excluded,
+                    anchors=summary.anchors, errors=stats.errors),
+  }
+  mention_db.write(output, kept_names, name_total[name_ids], doc_count, offsets,
+                   title_index, counts, [kept_titles[i] for i in used_titles], meta, overwrite)
+  summary.names, summary.candidates, summary.titles = (len(kept_names), len(counts),
+                                                       len(used_titles))
+  summary.seconds = time.monotonic() - started
+  logging.info("%s: %d names, %d candidates, %d titles in %.1f s", output, summary.names,
+               summary.candidates, summary.titles, summary.seconds)
+  return summary
+
+
+def _count_docs(dump_path, output, kept_names: list[str], redirects: dict[str, str],
+                disambiguations: set[str], prefixes: set[str], excluded_titles: set[str],
+                max_length: int, include_titles: bool, include_redirects: bool,
+                allow_truncated_dump: bool, workers: int, chunk_size: int,
+                log_every_s: float, started: float) -> np.ndarray:
+  """[len(kept_names)] pages mentioning each name (the second pass)."""
+  output = Path(output)
+  scratch = output.with_name(f".{output.name}.scratch-{os.getpid()}")
+  shutil.rmtree(scratch, ignore_errors=True)
+  scratch.mkdir(parents=True)
+  try:
+    hashes = mention_db.name_hashes(kept_names)
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes = hashes[order]
+    np.save(scratch / "names.npy", sorted_hashes)
+    np.save(scratch / "prefixes.npy", np.unique(mention_db.name_hashes(kept_names, True)))
+    # The names of the redirects to each page, keyed by the hash of the page's title.
+    targets, sources = [], []
+    if include_redirects:
+      for source, target in redirects.items():
+        final = resolve(target, redirects)
+        if final not in disambiguations and not _other_namespace(final, prefixes):
+          for name in title_names(source):
+            if _length(name) <= max_length:
+              targets.append(final)
+              sources.append(name)
+    source_hashes = mention_db.name_hashes(sources)
+    where = np.minimum(np.searchsorted(sorted_hashes, source_hashes), len(sorted_hashes) - 1)
+    known = sorted_hashes[where] == source_hashes
+    target_hashes = mention_db.string_hashes(targets)[known]
+    by_target = np.argsort(target_hashes, kind="stable")
+    np.save(scratch / "redirect_targets.npy", target_hashes[by_target])
+    np.save(scratch / "redirect_names.npy", where[known][by_target])
+
+    stats = DumpStats()
+    counts = np.zeros(len(kept_names), np.int64)
+    seen: list[np.ndarray] = []
+    dump = os.fspath(dump_path)
+
+    def tasks() -> Iterator[_DocTask]:
+      for raw in iter_raw_pages(dump_path, stats):
+        if raw.redirect is None:
+          yield _DocTask(raw, normalize_title(raw.title) in excluded_titles, str(scratch),
+                         max_length, include_titles)
+
+    last_log = time.monotonic()
+    for indices, error in _map(_mentioned, tasks(), workers, chunk_size):
+      if indices is None:
+        logging.warning("%s: skipping %s", dump, error)
+        continue
+      seen.append(indices)
+      if len(seen) >= 4096:
+        counts += np.bincount(np.concatenate(seen), minlength=len(counts))
+        seen = []
+      if time.monotonic() - last_log >= log_every_s:
+        last_log = time.monotonic()
+        logging.info("pass 2/2: %d pages read, %s", stats.pages, eta(stats, last_log - started))
+    if seen:
+      counts += np.bincount(np.concatenate(seen), minlength=len(counts))
+    check_complete(stats, dump_path, allow_truncated_dump)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+  result = np.zeros(len(kept_names), np.int64)
+  result[order] = counts  # counts are by position in the sorted hashes
+  return result
