@@ -90,7 +90,7 @@ class BuildSummary:
   redirects: int = 0
   other_namespaces: int = 0
   excluded: int = 0  # articles of `exclude_titles` found in the dump
-  anchors: int = 0  # anchors counted (after the length and namespace rules)
+  anchors: int = 0  # anchors read (at most `max_mention_length` tokens), any namespace
   names: int = 0
   candidates: int = 0
   titles: int = 0
