@@ -2,8 +2,9 @@
 
 Modules: `wikipedia` (dump reader), `entity_vocab_builder` and `multilingual` (vocabularies),
 `examples` (pages -> examples), `dataset` (ArrayRecord storage), `masking` and `pipeline`
-(deterministic masked batches). Command-line tools: `build_entity_vocab`,
-`train_sentencepiece`, `build_pretraining_dataset`.
+(deterministic masked batches), `mention_db` and `mention_db_builder` (the mention dictionary
+of entity disambiguation and linking). Command-line tools: `build_entity_vocab`,
+`train_sentencepiece`, `build_pretraining_dataset`, `build_mention_db`.
 """
 
 
