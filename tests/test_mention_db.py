@@ -213,7 +213,7 @@ def test_workers_build_the_same_database(tiny_dump, tiny_db, tmp_path):
 # -- storage ---------------------------------------------------------------------------------
 def test_load_is_memory_mapped(tiny_db):
   _, db = tiny_db
-  assert all(isinstance(column, np.memmap) for column in db._c.values())
+  assert all(isinstance(column.base, np.memmap) for column in db._c.values())
   meta = json.loads((db.path / "meta.json").read_text())
   assert meta["format"] == "luke-jax-mention-db" and meta["partial"] is None
   assert meta["num_names"] == len(db) and meta["options"]["max_candidates"] == 100
@@ -294,6 +294,9 @@ def test_writer_checks_its_arrays(tmp_path):
   with pytest.raises(MentionDBError, match="newline"):
     mention_db.write(tmp_path / "db", ["a"], [1], [0], [0, 1], [0], [1], ["A\nB"])
   assert not (tmp_path / "db").exists()
+  mention_db.write(tmp_path / "empty", [], [], [], [0], [], [], [])
+  empty = MentionDB.load(tmp_path / "empty")
+  assert len(empty) == 0 and empty.query("a") == [] and empty.detect("a b") == []
 
 
 # -- detect ----------------------------------------------------------------------------------

@@ -118,20 +118,29 @@ def _length(name: str) -> int:
 
 
 # -- workers ---------------------------------------------------------------------------------
-def _anchors(raw: RawPage, max_length: int) -> tuple[list[tuple[str, str]] | None, str]:
-  """Runs in the workers: (name, raw target) per anchor of an article; (None, error) when the
-  page fails to convert."""
+@dataclasses.dataclass(frozen=True)
+class _Anchors:
+  title: str  # normalised
+  disambiguation: bool
+  pairs: list[tuple[str, str]] | None  # (name, raw target) per anchor; None: page failed
+  error: str = ""
+
+
+def _anchors(raw: RawPage, max_length: int) -> _Anchors:
+  """Runs in the workers: the anchors of an article, failures returned, not raised."""
+  title = normalize_title(raw.title)
+  disambiguation = is_disambiguation(title, raw.text)  # here: it reads the whole wikitext
   try:
     page, _ = parse_page(raw)
   except Exception as e:  # noqa: BLE001 - one bad page must not end the build
-    return None, f"page {raw.title!r}: {type(e).__name__}: {e}"
+    return _Anchors(title, disambiguation, None, f"page {raw.title!r}: {type(e).__name__}: {e}")
   pairs = []
   for paragraph in page.paragraphs:
     for link in paragraph.links:
       name = mention_db.normalize_mention(paragraph.text[link.start:link.end])
       if 0 < _length(name) <= max_length:
         pairs.append((name, link.title))
-  return pairs, ""
+  return _Anchors(title, disambiguation, pairs)
 
 
 _SCRATCH = ("names", "prefixes", "redirect_targets", "redirect_names")
@@ -352,24 +361,26 @@ def build(dump_path: str | os.PathLike, output: str | os.PathLike, *, min_link_c
         continue
       summary.articles += 1
       articles.append(title)
-      if is_disambiguation(title, raw.text):
-        disambiguations.add(title)
       if title in excluded_titles:
         summary.excluded += 1
+        if is_disambiguation(title, raw.text):
+          disambiguations.add(title)
         continue
       yield raw
 
   last_log = started
   dump = os.fspath(dump_path)
   task = functools.partial(_anchors, max_length=max_mention_length)
-  for anchors, error in _map(task, pages(), workers, chunk_size):
-    if anchors is None:
-      stats.record_error(f"{dump}: {error}")
-      logging.warning("%s: skipping %s", dump, error)
+  for result in _map(task, pages(), workers, chunk_size):
+    if result.disambiguation:
+      disambiguations.add(result.title)
+    if result.pairs is None:
+      stats.record_error(f"{dump}: {result.error}")
+      logging.warning("%s: skipping %s", dump, result.error)
       continue
-    for name, target in anchors:
+    for name, target in result.pairs:
       pairs.add(names[name], targets[target])
-    summary.anchors += len(anchors)
+    summary.anchors += len(result.pairs)
     if time.monotonic() - last_log >= log_every_s:
       last_log = time.monotonic()
       logging.info("pass 1/%d: %d pages read, %d anchors, %d names, %s",
