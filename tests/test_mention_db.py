@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pytest
 
-from luke_jax.data import mention_db
+from luke_jax.data import mention_db, mention_names
 from luke_jax.data.mention_db import MentionDB, MentionDBError, normalize_mention
 from luke_jax.data.mention_db_builder import build, is_disambiguation, title_names
 from luke_jax.data.wikipedia import DumpError
@@ -112,10 +112,10 @@ def test_tokens_carry_offsets_into_the_original_text():
 
 def test_ngram_hashes_equal_name_hashes():
   words = ["new", "york", "city", "hall"]
-  hashes, starts, lengths = mention_db.ngram_hashes(mention_db.token_hashes(words), 3)
+  hashes, starts, lengths = mention_names.ngram_hashes(mention_names.token_hashes(words), 3)
   names = [" ".join(words[s:s + n]) for s, n in zip(starts, lengths)]
   assert len(names) == 4 + 3 + 2
-  np.testing.assert_array_equal(hashes, mention_db.name_hashes(names))
+  np.testing.assert_array_equal(hashes, mention_names.name_hashes(names))
   assert len(set(hashes.tolist())) == len(names)
 
 

@@ -54,7 +54,7 @@ from typing import Callable, Collection, Iterable, Iterator
 import numpy as np
 from absl import logging
 
-from luke_jax.data import mention_db
+from luke_jax.data import mention_db, mention_names
 from luke_jax.data.entity_vocab_builder import eta
 from luke_jax.data.wikipedia import (DumpStats, RawPage, check_complete, iter_raw_pages,
                                      normalize_title, parse_page, resolve)
@@ -101,10 +101,10 @@ class BuildSummary:
 # -- names of titles -------------------------------------------------------------------------
 def title_names(title: str) -> set[str]:
   """The names a title (or redirect title) gives: itself, and without its qualifier."""
-  names = {mention_db.normalize_mention(title)}
+  names = {mention_names.normalize_mention(title)}
   match = _QUALIFIER.match(title)
   if match:
-    names.add(mention_db.normalize_mention(match.group(1)))
+    names.add(mention_names.normalize_mention(match.group(1)))
   names.discard("")
   return names
 
@@ -137,7 +137,7 @@ def _anchors(raw: RawPage, max_length: int) -> _Anchors:
   pairs = []
   for paragraph in page.paragraphs:
     for link in paragraph.links:
-      name = mention_db.normalize_mention(paragraph.text[link.start:link.end])
+      name = mention_names.normalize_mention(paragraph.text[link.start:link.end])
       if 0 < _length(name) <= max_length:
         pairs.append((name, link.title))
   return _Anchors(title, disambiguation, pairs)
@@ -173,19 +173,19 @@ def _mentioned(task: _DocTask) -> tuple[np.ndarray | None, str]:
       return None, f"page {task.raw.title!r}: {type(e).__name__}: {e}"
     words, paragraph_ids, anchors = [], [], []
     for i, paragraph in enumerate(page.paragraphs):
-      tokens = mention_db.words(paragraph.text)
+      tokens = mention_names.words(paragraph.text)
       words += tokens
       paragraph_ids += [i] * len(tokens)
-      anchors += [mention_db.normalize_mention(paragraph.text[link.start:link.end])
+      anchors += [mention_names.normalize_mention(paragraph.text[link.start:link.end])
                   for link in paragraph.links]
-    found.append(_text_names(mention_db.token_hashes(words), np.array(paragraph_ids, np.int64),
+    found.append(_text_names(mention_names.token_hashes(words), np.array(paragraph_ids, np.int64),
                              tables["prefixes"], tables["names"], task.max_length))
-    found.append(_lookup(tables["names"], mention_db.name_hashes([a for a in anchors if a])))
+    found.append(_lookup(tables["names"], mention_names.name_hashes([a for a in anchors if a])))
   if task.include_titles:
-    own = mention_db.name_hashes(sorted(title_names(normalize_title(task.raw.title))))
+    own = mention_names.name_hashes(sorted(title_names(normalize_title(task.raw.title))))
     found.append(_lookup(tables["names"], own))
   # Redirects to this page: their names are rows first:last of the redirect tables.
-  key = mention_db.string_hashes([normalize_title(task.raw.title)])
+  key = mention_names.string_hashes([normalize_title(task.raw.title)])
   first, last = (int(np.searchsorted(tables["redirect_targets"], key, side=side)[0])
                  for side in ("left", "right"))
   found.append(np.asarray(tables["redirect_names"][first:last]))
@@ -210,10 +210,10 @@ def _text_names(tokens: np.ndarray, paragraph: np.ndarray, prefixes: np.ndarray,
       starts, state, last = starts[inside], state[inside], last[inside]
       same = paragraph[last] == paragraph[starts]
       starts, state, last = starts[same], state[same], last[same]
-      state = mention_db.fold(state, tokens[last])
+      state = mention_names.fold(state, tokens[last])
     if not len(starts):
       break
-    hashes = mention_db.finish(state, np.full(len(starts), n, np.int64))
+    hashes = mention_names.finish(state, np.full(len(starts), n, np.int64))
     alive = _member(prefixes, hashes)
     starts, state = starts[alive], state[alive]
     found.append(_lookup(names, hashes[alive]))
@@ -295,6 +295,126 @@ def _other_namespace(title: str, prefixes: Collection[str]) -> bool:
   return bool(colon) and prefix.strip().casefold() in prefixes
 
 
+@dataclasses.dataclass
+class _Dump:
+  """What the first pass learns about the dump."""
+  names: _Ids = dataclasses.field(default_factory=_Ids)
+  targets: _Ids = dataclasses.field(default_factory=_Ids)  # link targets as written
+  pairs: _PairCounts = dataclasses.field(default_factory=_PairCounts)
+  articles: list[str] = dataclasses.field(default_factory=list)
+  disambiguations: set[str] = dataclasses.field(default_factory=set)
+  redirects: dict[str, str] = dataclasses.field(default_factory=dict)
+  prefixes: set[str] = dataclasses.field(default_factory=lambda: set(_CANONICAL_NAMESPACES))
+
+  def redirect_names(self, max_length: int) -> Iterator[tuple[str, str, str]]:
+    """(name, target as written, final target) per counted redirect name."""
+    for source, target in self.redirects.items():
+      final = resolve(target, self.redirects)
+      if final not in self.disambiguations and not _other_namespace(final, self.prefixes):
+        for name in title_names(source):
+          if _length(name) <= max_length:
+            yield name, target, final
+
+
+def _read_anchors(dump_path, summary: BuildSummary, excluded: set[str], max_length: int,
+                  workers: int, chunk_size: int, log_every_s: float, passes: int) -> _Dump:
+  """The first pass: anchors of the articles not excluded, titles, redirects, namespaces."""
+  found = _Dump()
+  stats = summary.stats
+  dump = os.fspath(dump_path)
+
+  def pages() -> Iterator[RawPage]:
+    for raw in iter_raw_pages(dump_path, stats, namespaces=None):
+      if raw.namespace != 0:
+        summary.other_namespaces += 1
+        prefix, colon, _ = raw.title.partition(":")
+        if colon:
+          found.prefixes.add(prefix.strip().casefold())
+        continue
+      title = normalize_title(raw.title)
+      if raw.redirect is not None:
+        summary.redirects += 1
+        found.redirects[title] = raw.redirect
+        continue
+      summary.articles += 1
+      found.articles.append(title)
+      if title in excluded:
+        summary.excluded += 1
+        if is_disambiguation(title, raw.text):
+          found.disambiguations.add(title)
+        continue
+      yield raw
+
+  started = last_log = time.monotonic()
+  task = functools.partial(_anchors, max_length=max_length)
+  for result in _map(task, pages(), workers, chunk_size):
+    if result.disambiguation:
+      found.disambiguations.add(result.title)
+    if result.pairs is None:
+      stats.record_error(f"{dump}: {result.error}")
+      logging.warning("%s: skipping %s", dump, result.error)
+      continue
+    for name, target in result.pairs:
+      found.pairs.add(found.names[name], found.targets[target])
+    summary.anchors += len(result.pairs)
+    if time.monotonic() - last_log >= log_every_s:
+      last_log = time.monotonic()
+      logging.info("pass 1/%d: %d pages read, %d anchors, %d names, %s", passes, stats.pages,
+                   summary.anchors, len(found.names), eta(stats, last_log - started))
+  return found
+
+
+@dataclasses.dataclass
+class _Candidates:
+  """Candidate rows grouped by name id (ascending), each name's by links, then title."""
+  name_ids: np.ndarray  # [N] ids (into the first pass's names) of the names kept
+  names: list[str]  # [N] those names
+  total: np.ndarray  # [N] links of each name, before the cuts
+  row_name: np.ndarray  # [C] name id of each row
+  row_title: np.ndarray  # [C] index into `titles`
+  row_count: np.ndarray  # [C] links
+  titles: list[str]  # final targets, sorted
+
+
+def _cut(found: _Dump, max_candidates: int, min_link_count: int) -> _Candidates:
+  """Targets resolved and filtered, counts summed per (name, title), the top-k and count cut."""
+  resolved = [resolve(t, found.redirects) for t in found.targets]
+  titles = sorted({t for t in resolved if t and not _other_namespace(t, found.prefixes)})
+  title_id = {t: i for i, t in enumerate(titles)}
+  target_map = np.array([title_id.get(t, -1) for t in resolved], np.int64)
+  del resolved, title_id
+  pairs = found.pairs
+  key_name = (pairs.keys >> np.uint64(32)).astype(np.int64)
+  key_title = target_map[(pairs.keys & np.uint64(0xFFFFFFFF)).astype(np.int64)]
+  keep = key_title >= 0
+  keys, inverse = np.unique(key_name[keep] << 32 | key_title[keep], return_inverse=True)
+  counts = np.bincount(inverse, weights=pairs.counts[keep], minlength=len(keys)).astype(np.int64)
+  key_name, key_title = keys >> 32, keys & 0xFFFFFFFF
+  order = np.lexsort((key_title, -counts, key_name))
+  key_name, key_title, counts = key_name[order], key_title[order], counts[order]
+  group_start = np.flatnonzero(np.r_[True, key_name[1:] != key_name[:-1]]) if len(keys) else (
+      np.zeros(0, np.int64))
+  group_size = np.diff(np.r_[group_start, len(key_name)])
+  rank = np.arange(len(key_name)) - np.repeat(group_start, group_size)
+  total = np.zeros(len(found.names), np.int64)
+  if len(counts):
+    total[key_name[group_start]] = np.add.reduceat(counts, group_start)
+  chosen = (rank < max_candidates) & (counts >= min_link_count)
+  key_name, key_title, counts = key_name[chosen], key_title[chosen], counts[chosen]
+  name_ids = np.unique(key_name)
+  all_names = list(found.names)
+  return _Candidates(name_ids, [all_names[i] for i in name_ids], total[name_ids], key_name,
+                     key_title, counts, titles)
+
+
+def _keep_names(candidates: _Candidates, good: np.ndarray) -> _Candidates:
+  name_ids = candidates.name_ids[good]
+  rows = np.isin(candidates.row_name, name_ids)
+  return _Candidates(name_ids, [n for n, g in zip(candidates.names, good) if g],
+                     candidates.total[good], candidates.row_name[rows],
+                     candidates.row_title[rows], candidates.row_count[rows], candidates.titles)
+
+
 def build(dump_path: str | os.PathLike, output: str | os.PathLike, *, min_link_count: int = 1,
           max_candidates: int = 100, min_link_prob: float = 0.01, max_mention_length: int = 20,
           include_titles: bool = True, include_redirects: bool = True,
@@ -332,195 +452,110 @@ def build(dump_path: str | os.PathLike, output: str | os.PathLike, *, min_link_c
     raise ValueError("max_candidates and max_mention_length must be >= 1, min_link_count >= 0")
   if not 0.0 <= min_link_prob <= 1.0:
     raise ValueError(f"min_link_prob must be in [0, 1], got {min_link_prob}")
-  mention_db.check_output(output, overwrite)
+  mention_db.check_output(output, overwrite)  # before hours of work, not after
   started = time.monotonic()
   workers = workers or os.cpu_count() or 1
-  excluded_titles = {normalize_title(t) for t in exclude_titles}
-  excluded_titles.discard("")
-  stats = DumpStats()
-  summary = BuildSummary(Path(output), stats)
-  names, targets, pairs = _Ids(), _Ids(), _PairCounts()
-  articles: list[str] = []
-  disambiguations: set[str] = set()
-  redirects: dict[str, str] = {}
-  prefixes = set(_CANONICAL_NAMESPACES)
-
-  # -- pass 1: anchors -----------------------------------------------------------------------
-  def pages() -> Iterator[RawPage]:
-    for raw in iter_raw_pages(dump_path, stats, namespaces=None):
-      if raw.namespace != 0:
-        summary.other_namespaces += 1
-        prefix, colon, _ = raw.title.partition(":")
-        if colon:
-          prefixes.add(prefix.strip().casefold())
-        continue
-      title = normalize_title(raw.title)
-      if raw.redirect is not None:
-        summary.redirects += 1
-        redirects[title] = raw.redirect
-        continue
-      summary.articles += 1
-      articles.append(title)
-      if title in excluded_titles:
-        summary.excluded += 1
-        if is_disambiguation(title, raw.text):
-          disambiguations.add(title)
-        continue
-      yield raw
-
-  last_log = started
-  dump = os.fspath(dump_path)
-  task = functools.partial(_anchors, max_length=max_mention_length)
-  for result in _map(task, pages(), workers, chunk_size):
-    if result.disambiguation:
-      disambiguations.add(result.title)
-    if result.pairs is None:
-      stats.record_error(f"{dump}: {result.error}")
-      logging.warning("%s: skipping %s", dump, result.error)
-      continue
-    for name, target in result.pairs:
-      pairs.add(names[name], targets[target])
-    summary.anchors += len(result.pairs)
-    if time.monotonic() - last_log >= log_every_s:
-      last_log = time.monotonic()
-      logging.info("pass 1/%d: %d pages read, %d anchors, %d names, %s",
-                   2 if min_link_prob > 0 else 1, stats.pages, summary.anchors, len(names),
-                   eta(stats, last_log - started))
-  summary.partial = check_complete(stats, dump_path, allow_truncated_dump)
+  excluded = {normalize_title(t) for t in exclude_titles} - {""}
+  summary = BuildSummary(Path(output), DumpStats())
+  found = _read_anchors(dump_path, summary, excluded, max_mention_length, workers, chunk_size,
+                        log_every_s, 2 if min_link_prob > 0 else 1)
+  summary.partial = check_complete(summary.stats, dump_path, allow_truncated_dump)
 
   if include_titles:
-    for title in articles:
-      if title not in disambiguations:
+    for title in found.articles:
+      if title not in found.disambiguations:
         for name in title_names(title):
           if _length(name) <= max_mention_length:
-            pairs.add(names[name], targets[title])
+            found.pairs.add(found.names[name], found.targets[title])
   if include_redirects:
-    for source, target in redirects.items():
-      final = resolve(target, redirects)
-      if final not in disambiguations and not _other_namespace(final, prefixes):
-        for name in title_names(source):
-          if _length(name) <= max_mention_length:
-            pairs.add(names[name], targets[target])
-  pairs.merge()
+    for name, target, _ in found.redirect_names(max_mention_length):
+      found.pairs.add(found.names[name], found.targets[target])
+  found.pairs.merge()
+  candidates = _cut(found, max_candidates, min_link_count)
+  del found.names, found.targets, found.pairs  # the largest tables, no longer needed
 
-  # -- targets resolved, candidates cut ------------------------------------------------------
-  raw_targets = list(targets)
-  resolved = [resolve(t, redirects) for t in raw_targets]
-  kept_titles = sorted({t for t in resolved if t and not _other_namespace(t, prefixes)})
-  title_id = {t: i for i, t in enumerate(kept_titles)}
-  target_map = np.array([title_id.get(t, -1) for t in resolved], np.int64)
-  del targets, resolved, title_id
-  name_of_key = (pairs.keys >> np.uint64(32)).astype(np.int64)
-  final = target_map[(pairs.keys & np.uint64(0xFFFFFFFF)).astype(np.int64)]
-  keep = final >= 0
-  keys, inverse = np.unique(name_of_key[keep] << 32 | final[keep], return_inverse=True)
-  counts = np.bincount(inverse, weights=pairs.counts[keep],
-                       minlength=len(keys)).astype(np.int64)
-  del pairs, name_of_key, final, keep, inverse
-  key_name, key_title = keys >> 32, keys & 0xFFFFFFFF
-  order = np.lexsort((key_title, -counts, key_name))  # per name: most links, then title
-  key_name, key_title, counts = key_name[order], key_title[order], counts[order]
-  group_start = np.flatnonzero(np.r_[True, key_name[1:] != key_name[:-1]])
-  group_size = np.diff(np.r_[group_start, len(key_name)])
-  rank = np.arange(len(key_name)) - np.repeat(group_start, group_size)
-  totals = np.add.reduceat(counts, group_start) if len(counts) else np.zeros(0, np.int64)
-  name_total = np.zeros(len(names), np.int64)
-  name_total[key_name[group_start]] = totals
-  chosen = (rank < max_candidates) & (counts >= min_link_count)
-  key_name, key_title, counts = key_name[chosen], key_title[chosen], counts[chosen]
-  name_ids = np.unique(key_name)  # names with a candidate left, by id
-  all_names = list(names)
-  del names
-  kept_names = [all_names[i] for i in name_ids]
-  del all_names
+  doc_count = np.zeros(len(candidates.names), np.int64)
+  if min_link_prob > 0 and candidates.names:
+    redirect_names = (list(found.redirect_names(max_mention_length)) if include_redirects
+                      else [])
+    doc_count = _count_docs(dump_path, output, candidates.names, redirect_names, excluded,
+                            max_mention_length, include_titles, allow_truncated_dump, workers,
+                            chunk_size, log_every_s)
+    # The reference's filter; names no page mentions (a redirect to a page missing from the
+    # dump, in no text) have no link probability and go too, as in the reference.
+    good = (doc_count > 0) & (
+        np.minimum(1.0, candidates.total / np.maximum(doc_count, 1)) >= min_link_prob)
+    candidates, doc_count = _keep_names(candidates, good), doc_count[good]
 
-  # -- pass 2: doc counts --------------------------------------------------------------------
-  doc_count = np.zeros(len(name_ids), np.int64)
-  if min_link_prob > 0 and len(name_ids):
-    doc_count = _count_docs(
-        dump_path, output, kept_names, redirects, disambiguations, prefixes, excluded_titles,
-        max_mention_length, include_titles, include_redirects, allow_truncated_dump, workers,
-        chunk_size, log_every_s, started)
-    link_prob = np.minimum(1.0, name_total[name_ids] / np.maximum(doc_count, 1))
-    good = (doc_count > 0) & (link_prob >= min_link_prob)
-    name_ids, doc_count = name_ids[good], doc_count[good]
-    kept_names = [name for name, g in zip(kept_names, good) if g]
-    row_kept = np.isin(key_name, name_ids)
-    key_name, key_title, counts = key_name[row_kept], key_title[row_kept], counts[row_kept]
-
-  # -- write ---------------------------------------------------------------------------------
-  used_titles, title_index = np.unique(key_title, return_inverse=True)
-  sizes = np.bincount(np.searchsorted(name_ids, key_name), minlength=len(name_ids))
-  offsets = np.zeros(len(name_ids) + 1, np.int64)
+  used_titles, row_title = np.unique(candidates.row_title, return_inverse=True)
+  sizes = np.bincount(np.searchsorted(candidates.name_ids, candidates.row_name),
+                      minlength=len(candidates.name_ids))
+  offsets = np.zeros(len(sizes) + 1, np.int64)
   np.cumsum(sizes, out=offsets[1:])
+  stats = summary.stats
   meta = {
-      "source": os.path.abspath(dump),
+      "source": os.path.abspath(os.fspath(dump_path)),
       "partial": summary.partial,
       "doc_counts": bool(min_link_prob > 0),
       "options": dict(min_link_count=min_link_count, max_candidates=max_candidates,
                       min_link_prob=min_link_prob, max_mention_length=max_mention_length,
                       include_titles=include_titles, include_redirects=include_redirects,
-                      excluded_titles=len(excluded_titles)),
+                      excluded_titles=len(excluded)),
       "stats": dict(pages=stats.pages, articles=summary.articles, redirects=summary.redirects,
                     other_namespaces=summary.other_namespaces, excluded=summary.excluded,
                     anchors=summary.anchors, errors=stats.errors),
   }
-  mention_db.write(output, kept_names, name_total[name_ids], doc_count, offsets,
-                   title_index, counts, [kept_titles[i] for i in used_titles], meta, overwrite)
-  summary.names, summary.candidates, summary.titles = (len(kept_names), len(counts),
-                                                       len(used_titles))
+  mention_db.write(output, candidates.names, candidates.total, doc_count, offsets, row_title,
+                   candidates.row_count, [candidates.titles[i] for i in used_titles], meta,
+                   overwrite)
+  summary.names, summary.candidates = len(candidates.names), len(candidates.row_count)
+  summary.titles = len(used_titles)
   summary.seconds = time.monotonic() - started
   logging.info("%s: %d names, %d candidates, %d titles in %.1f s", output, summary.names,
                summary.candidates, summary.titles, summary.seconds)
   return summary
 
 
-def _count_docs(dump_path, output, kept_names: list[str], redirects: dict[str, str],
-                disambiguations: set[str], prefixes: set[str], excluded_titles: set[str],
-                max_length: int, include_titles: bool, include_redirects: bool,
-                allow_truncated_dump: bool, workers: int, chunk_size: int,
-                log_every_s: float, started: float) -> np.ndarray:
-  """[len(kept_names)] pages mentioning each name (the second pass)."""
+def _count_docs(dump_path, output, names: list[str],
+                redirect_names: list[tuple[str, str, str]], excluded: set[str],
+                max_length: int, include_titles: bool, allow_truncated_dump: bool, workers: int,
+                chunk_size: int, log_every_s: float) -> np.ndarray:
+  """The second pass: [len(names)] pages mentioning each name (see the module docstring).
+
+  The workers memory-map the tables they look names up in from a scratch directory next to
+  `output`: the sorted name hashes, the hashes of every name prefix (to stop n-grams early)
+  and, keyed by the hash of their target's title, the redirect names.
+  """
   output = Path(output)
   scratch = output.with_name(f".{output.name}.scratch-{os.getpid()}")
-  shutil.rmtree(scratch, ignore_errors=True)
+  shutil.rmtree(scratch, ignore_errors=True)  # our own leftover from a crashed build
   scratch.mkdir(parents=True)
   try:
-    hashes = mention_db.name_hashes(kept_names)
+    hashes = mention_names.name_hashes(names)
     order = np.argsort(hashes, kind="stable")
-    sorted_hashes = hashes[order]
-    np.save(scratch / "names.npy", sorted_hashes)
-    np.save(scratch / "prefixes.npy", np.unique(mention_db.name_hashes(kept_names, True)))
-    # The names of the redirects to each page, keyed by the hash of the page's title.
-    targets, sources = [], []
-    if include_redirects:
-      for source, target in redirects.items():
-        final = resolve(target, redirects)
-        if final not in disambiguations and not _other_namespace(final, prefixes):
-          for name in title_names(source):
-            if _length(name) <= max_length:
-              targets.append(final)
-              sources.append(name)
-    source_hashes = mention_db.name_hashes(sources)
-    where = np.minimum(np.searchsorted(sorted_hashes, source_hashes), len(sorted_hashes) - 1)
-    known = sorted_hashes[where] == source_hashes
-    target_hashes = mention_db.string_hashes(targets)[known]
+    table = hashes[order]
+    np.save(scratch / "names.npy", table)
+    np.save(scratch / "prefixes.npy", np.unique(mention_names.name_hashes(names, prefixes=True)))
+    source_hashes = mention_names.name_hashes([name for name, _, _ in redirect_names])
+    where = np.minimum(np.searchsorted(table, source_hashes), len(table) - 1)
+    known = table[where] == source_hashes
+    target_hashes = mention_names.string_hashes([final for _, _, final in redirect_names])[known]
     by_target = np.argsort(target_hashes, kind="stable")
     np.save(scratch / "redirect_targets.npy", target_hashes[by_target])
     np.save(scratch / "redirect_names.npy", where[known][by_target])
 
     stats = DumpStats()
-    counts = np.zeros(len(kept_names), np.int64)
-    seen: list[np.ndarray] = []
     dump = os.fspath(dump_path)
 
     def tasks() -> Iterator[_DocTask]:
       for raw in iter_raw_pages(dump_path, stats):
         if raw.redirect is None:
-          yield _DocTask(raw, normalize_title(raw.title) in excluded_titles, str(scratch),
-                         max_length, include_titles)
+          yield _DocTask(raw, normalize_title(raw.title) in excluded, str(scratch), max_length,
+                         include_titles)
 
-    last_log = time.monotonic()
+    counts = np.zeros(len(names), np.int64)  # by position in `table`
+    seen: list[np.ndarray] = []
+    started = last_log = time.monotonic()
     for indices, error in _map(_mentioned, tasks(), workers, chunk_size):
       if indices is None:
         logging.warning("%s: skipping %s", dump, error)
@@ -537,6 +572,6 @@ def _count_docs(dump_path, output, kept_names: list[str], redirects: dict[str, s
     check_complete(stats, dump_path, allow_truncated_dump)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
-  result = np.zeros(len(kept_names), np.int64)
-  result[order] = counts  # counts are by position in the sorted hashes
+  result = np.zeros(len(names), np.int64)
+  result[order] = counts
   return result
