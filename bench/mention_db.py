@@ -9,7 +9,8 @@ sample's text, then random two- and three-word names over that vocabulary, so th
 sentences meet names as they would in a full-Wikipedia database), `--rows` candidate rows in
 all (1 to 40 per name, heavy-tailed), over `--titles` titles. Then, in a fresh process (so
 that the generator's memory does not count), it times `MentionDB.load`, reports the resident
-memory after loading and after the lookups, and measures:
+memory after loading and after the lookups (heap apart from the database pages the lookups
+mapped in, which the kernel may drop), and measures:
 
   query    `db.query(name)` on random stored names (hits) and random misses, one at a time
   detect   `db.detect(sentence)` on `--sentences` real sentences of the enwiki sample
@@ -83,11 +84,17 @@ def synthetic(num_names: int, num_rows: int, num_titles: int, seed: int = 0):
   return names, totals, docs, offsets, titles_of_rows, counts, titles
 
 
-def rss_mib() -> float:
+def rss_mib() -> str:
+  """Resident memory: total, and its anonymous (heap) and file-backed (mapped pages) parts."""
+  fields = {}
   for line in Path("/proc/self/status").read_text().splitlines():
-    if line.startswith("VmRSS:"):
-      return int(line.split()[1]) / 1024
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    key, _, value = line.partition(":")
+    if key in ("VmRSS", "RssAnon", "RssFile"):
+      fields[key] = int(value.split()[0]) / 1024
+  if "VmRSS" not in fields:
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (peak)"
+  return (f"{fields['VmRSS']:.0f} MiB (heap {fields.get('RssAnon', 0):.0f}, mapped files "
+          f"{fields.get('RssFile', 0):.0f})")
 
 
 def measure(path: str, queries: int, sentences: int) -> dict:
@@ -156,9 +163,9 @@ def main() -> None:
     print(f"generate      {generate_s:.1f} s (synthetic data, not part of a build)")
     print(f"write         {write_s:.1f} s (hashing, sorting, .npy files; peak RSS of the "
           f"writing process {write_rss:,.0f} MiB)")
-    print(f"load          {result['load_s'] * 1000:.1f} ms; RSS {result['rss_before_mib']:.0f} "
-          f"MiB before, {result['rss_loaded_mib']:.0f} MiB after load, "
-          f"{result['rss_after_mib']:.0f} MiB after the lookups")
+    print(f"load          {result['load_s'] * 1000:.1f} ms; RSS {result['rss_before_mib']} "
+          f"before, {result['rss_loaded_mib']} after load, {result['rss_after_mib']} after "
+          "the lookups (the sample's sentences included)")
     print(f"query         {result['query_per_s']:,.0f} queries/s ({result['queries']:,} "
           f"queries, {result['hits']:,} hits)")
     print(f"detect        {result['detect_per_s']:,.0f} sentences/s, "

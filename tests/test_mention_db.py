@@ -291,6 +291,9 @@ def test_truncated_dump_is_refused_unless_allowed(tmp_path):
 def test_writer_checks_its_arrays(tmp_path):
   with pytest.raises(MentionDBError, match="outside the 1 titles"):
     mention_db.write(tmp_path / "db", ["a"], [1], [0], [0, 1], [1], [1], ["A"])
+  with pytest.raises(MentionDBError, match="'a' is given twice"):
+    mention_db.write(tmp_path / "db", ["a", "a"], [1, 1], [0, 0], [0, 1, 2], [0, 0], [1, 1],
+                     ["A"])
   with pytest.raises(MentionDBError, match="newline"):
     mention_db.write(tmp_path / "db", ["a"], [1], [0], [0, 1], [0], [1], ["A\nB"])
   assert not (tmp_path / "db").exists()

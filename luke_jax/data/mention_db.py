@@ -187,6 +187,12 @@ def write(path: str | os.PathLike, names: Sequence[str], total_link_count: np.nd
 
   hashes = name_hashes(names)
   order = np.argsort(hashes, kind="stable")
+  same = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])  # duplicates or collisions
+  for i in same:
+    if names[order[i]] == names[order[i + 1]]:
+      raise MentionDBError(f"the name {names[order[i]]!r} is given twice")
+  if n and min(map(len, names)) == 0:
+    raise MentionDBError("an empty name (names have at least one token)")
   sizes = np.diff(candidate_offsets)[order]
   new_offsets = np.zeros(n + 1, np.int64)
   np.cumsum(sizes, out=new_offsets[1:])
