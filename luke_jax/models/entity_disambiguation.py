@@ -75,9 +75,8 @@ class LukeForEntityDisambiguation(_Head):
       ids = jnp.asarray(entity_candidate_ids).astype(jnp.int32)
       safe = jnp.maximum(ids, 0)
       rows = jnp.take(jnp.asarray(table, cfg.compute_dtype), safe, axis=0)  # [B, E, C, D]
-      logits = jnp.einsum("bed,becd->bec", features, rows,
-                          precision=matmul.precision(cfg.compute_dtype),
-                          preferred_element_type=jnp.float32)
+      # Accumulated and returned in float32, as the softmax over the candidates wants.
+      logits = matmul.einsum_f32("bed,becd->bec", features, rows)
       logits = logits + jnp.take(jnp.asarray(bias, jnp.float32), safe, axis=0)
       logits = jnp.where(ids > 0, logits, NOT_A_CANDIDATE)
       if labels is not None:
