@@ -13,7 +13,7 @@ from luke_jax.convert import weights_io
 from luke_jax.convert.torch_to_flax import (ConversionError, params_to_state_dict,
                                             state_dict_to_params)
 from luke_jax.models import registry
-from luke_jax.models.config import LukeConfig
+from luke_jax.models.config import ED_DEFAULTS, LukeConfig
 
 Log = Callable[[str], None]
 
@@ -131,6 +131,7 @@ def write_hf(dst: str | os.PathLike, params, config: LukeConfig, architecture: s
 
   `sources`: directories `dst` must not overlap (`checkpoint.check_destination`).
   """
+  check_hf_exportable(config, architecture)
   state = params_to_state_dict(params, config, architecture)
   with checkpoint.atomic_directory(dst, overwrite, sources) as tmp:
     weights_io.write_safetensors(tmp / "model.safetensors", state)
@@ -140,6 +141,23 @@ def write_hf(dst: str | os.PathLike, params, config: LukeConfig, architecture: s
     if extra is not None:
       extra(tmp)
   return Path(dst)
+
+
+def check_hf_exportable(config: LukeConfig, architecture: str) -> None:
+  """Raises unless the PyTorch class named `architecture` computes what `config` describes.
+
+  transformers' LUKE classes use RoBERTa positions and no [MASK] vector; the entity
+  disambiguation class (studio-ousia/luke examples/entity_disambiguation/model.py) hard-codes
+  BERT's absolute positions and [MASK] = entity 2.
+  """
+  want = ED_DEFAULTS if architecture == "LukeForEntityDisambiguation" else dict(
+      word_positions="roberta", mask_entity_id=None)
+  have = {k: getattr(config, k) for k in want}
+  if have != want:
+    got = ", ".join(f"{k}={v!r}" for k, v in have.items())
+    need = ", ".join(f"{k}={v!r}" for k, v in want.items())
+    raise ConversionError(f"cannot export {architecture} with {got} to Hugging Face: its "
+                          f"PyTorch class computes {need}; keep the luke-jax checkpoint instead")
 
 
 def flax_to_hf(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False,

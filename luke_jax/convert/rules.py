@@ -43,6 +43,8 @@ ENCODER_RULES = (
     Rule("entity_embeddings.entity_embedding_dense", "entity_embeddings/entity_embedding_dense",
          "linear"),
     Rule("entity_embeddings.LayerNorm", "entity_embeddings/LayerNorm", "norm"),
+    # Only with `LukeConfig.mask_entity_id` (the entity disambiguation model's [MASK] vector).
+    Rule("entity_embeddings.mask_embedding", "entity_embeddings/mask_embedding", "param"),
     Rule("encoder.layer.{i}.attention.self.{x}", "encoder/layer_{i}/attention_self/{x}",
          "heads_in", _QUERIES),
     Rule("encoder.layer.{i}.attention.output.dense", "encoder/layer_{i}/attention_output_dense",
@@ -73,7 +75,9 @@ TIED = {
     "lm_head.decoder.bias": "lm_head.bias",
     "entity_predictions.decoder.weight": "luke.entity_embeddings.entity_embeddings.weight",
 }
-BUFFERS = re.compile(r"^(luke\.)?embeddings\.position_ids$")
+# Buffers, not parameters: `position_ids` (saved by older transformers) and `token_type_ids`
+# (BertEmbeddings, in the entity disambiguation model).
+BUFFERS = re.compile(r"^(luke\.)?embeddings\.(position_ids|token_type_ids)$")
 
 _SUFFIX = {
     "embed": {"weight": "embedding"},

@@ -117,6 +117,10 @@ def state_dict_to_params(
   stored = {new: stored_names.get(old, old) for new, old in renames.items()}
   origin = {new: origin.get(old) for new, old in renames.items()}
   state = {new: state[old] for new, old in renames.items()}
+  dropped_heads = registry.DROPPED_MLM_HEADS.get(architecture, ())
+  for key in [k for k in state if k.split(".")[0] in dropped_heads]:
+    log(f"not used by {architecture}, dropped: {stored.get(key, key)}")
+    del state[key]
   source_prefixed = any(name.startswith("luke.") for name in stored.values())
   where = lambda key: str(origin.get(key) or "state dict")
   name = lambda key: stored.get(key) or (key if source_prefixed or not key.startswith("luke.")

@@ -24,6 +24,10 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "LukeForEntityDisambiguation": entity_disambiguation.LukeForEntityDisambiguation,
 }
 
+# Heads of a `LukeForMaskedLM` checkpoint that an architecture lacks and drops on loading it:
+# the entity disambiguation model is the pretraining model without its word (MLM) head.
+DROPPED_MLM_HEADS: dict[str, tuple[str, ...]] = {"LukeForEntityDisambiguation": ("lm_head",)}
+
 
 def check_architecture(architecture: str) -> None:
   if architecture not in ARCHITECTURES:
