@@ -40,8 +40,10 @@ def from_pretrained(id_or_path: str | os.PathLike, *, revision: str | None = Non
   converted on the fly; or the Hub id of either (`studio-ousia/luke-base`), read from the
   Hugging Face cache and downloaded into it when missing. `revision`, `cache_dir`,
   `local_files_only` and `token` apply to a Hub id only (see `luke_jax.hub.resolve`). The
-  module class follows the checkpoint's `architectures` unless `architecture` is given;
-  keyword arguments override the luke-jax-only config fields.
+  module class follows the checkpoint's `architectures` unless `architecture` is given (a
+  luke-jax checkpoint then only loads as its own class, or a `LukeForMaskedLM` as
+  `LukeForEntityDisambiguation`, its `lm_head` dropped); keyword arguments override the
+  luke-jax-only config fields.
   """
   directory = hub.resolve(id_or_path, revision=revision, cache_dir=cache_dir,
                           local_files_only=local_files_only, token=token)
@@ -57,10 +59,16 @@ def from_pretrained(id_or_path: str | os.PathLike, *, revision: str | None = Non
   config = config.replace(**overrides)
   arch = architecture or stored_arch
   if (directory / "params").exists():
-    if arch != stored_arch:
+    dropped = (registry.DROPPED_MLM_HEADS.get(arch, ()) if stored_arch == "LukeForMaskedLM"
+               else ())
+    if arch != stored_arch and not dropped:
       raise ValueError(f"{directory}: holds a {stored_arch}; convert it to {arch} with "
                        "`python -m luke_jax.convert --architecture` instead")
-    params = checkpoint.load_params(directory, config, arch)
+    params = checkpoint.load_params(directory, config, stored_arch)
+    if dropped:
+      logging.info("%s: loading a LukeForMaskedLM as %s; dropped %s", directory, arch,
+                   ", ".join(dropped))
+      params = {k: v for k, v in params.items() if k not in dropped}
     params = jax.tree.map(lambda x: jnp.asarray(x, config.param_dtype), params)
   else:
     params, config = hf.load_hf_params(directory, config, arch, log=_log_conversion)
