@@ -98,7 +98,8 @@ def reference_model(config: dict, seed: int = 0):
   with torch.no_grad():
     for p in model.parameters():  # the tied decoder is the table itself: moved once
       p.add_(torch.randn(p.shape, generator=gen) * 0.05)
-  assert model.entity_predictions.decoder.weight is model.luke.entity_embeddings.entity_embeddings.weight
+  table = model.luke.entity_embeddings.entity_embeddings.weight
+  assert model.entity_predictions.decoder.weight is table
   return model
 
 
