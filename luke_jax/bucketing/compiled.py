@@ -1,11 +1,12 @@
 """The jitted forward of an inference pipeline, counting its compilations.
 
-One `jax.jit` wraps `outputs(model.apply(...))` (a task's `outputs`: what decoding reads); jax
-keeps one compiled program per input shape in the function's own cache. Tracing runs the Python
-body, and jax traces exactly when it meets a shape it has not compiled yet, so a counter in the
-body counts the programs built: one XLA compilation each, or a load from the persistent
-compilation cache when that is on (`luke_jax.bucketing.compilation_cache`). Tests and the
-benchmark read the count.
+One `jax.jit` wraps `outputs(model.apply(...))` (a task's `outputs`: what decoding reads), or a
+task's own `apply` around the model's forward (decoding over several passes); jax keeps one
+compiled program per input shape in the function's own cache. Tracing runs the Python body,
+and jax traces exactly when it meets a shape it has not compiled yet, so a counter in the body
+counts the programs built: one XLA compilation each, or a load from the persistent compilation
+cache when that is on (`luke_jax.bucketing.compilation_cache`). Tests and the benchmark read
+the count.
 
 Like `buckets` and `runner`, this module imports nothing of luke-jax (it needs only jax, Flax
 and numpy), so the fine-tuning trainer's `predict` runs through it too.
@@ -28,6 +29,9 @@ class CompiledForward:
     params: its parameter tree (placed on the default device).
     input_keys: the batch arrays passed to the model (a task's `input_keys`).
     outputs: model output -> `{name: array}` of what comes back (a task's `outputs`).
+    apply: `(model, batch) -> {name: array}`, what comes back computed from the model's forward
+      `model(batch)` (a task's `eval_outputs`: possibly several passes, as entity
+      disambiguation's global decoding); None: `outputs(model(batch))`.
 
   Attributes:
     compilations: programs built so far (one per new input shape).
@@ -35,7 +39,8 @@ class CompiledForward:
   """
 
   def __init__(self, module: nn.Module, params, input_keys: Sequence[str],
-               outputs: Callable[..., Mapping[str, jax.Array]]):
+               outputs: Callable[..., Mapping[str, jax.Array]], *,
+               apply: Callable[..., Mapping[str, jax.Array]] | None = None):
     self.module, self.input_keys = module, tuple(input_keys)
     self.params = jax.device_put(params)
     self.compilations = 0
@@ -45,8 +50,8 @@ class CompiledForward:
       # Runs only while jax traces, i.e. once per new shape (see the module docstring).
       self.compilations += 1
       self.shapes.append({k: tuple(v.shape) for k, v in batch.items()})
-      out = module.apply({"params": params}, **batch, deterministic=True)
-      return dict(outputs(out))
+      model = lambda inputs: module.apply({"params": params}, **inputs, deterministic=True)
+      return dict(apply(model, batch) if apply is not None else outputs(model(batch)))
 
     self._jit = jax.jit(forward)
 

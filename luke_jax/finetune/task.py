@@ -12,7 +12,7 @@ import abc
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -71,6 +71,9 @@ class Task(abc.ABC):
   metric: ClassVar[str] = "f1"           # dev metric (key of `evaluate`) that picks the best
   prediction_suffix: ClassVar[str] = ".jsonl"   # extension of the official prediction file
   has_labels: ClassVar[bool] = True      # False: label map not used (QA)
+  # True: the head's parameters, too, come from the checkpoint wherever it has them at the same
+  # paths (entity disambiguation starts from the pretrained entity-prediction head).
+  pretrained_head: ClassVar[bool] = False
 
   def __init__(self, data_config: ml_collections.ConfigDict, tokenizer: LukeTokenizer):
     self.config = data_config
@@ -113,9 +116,29 @@ class Task(abc.ABC):
     whatever the batch padding or gradient accumulation.
     """
 
+  def train_inputs(self, batch: Mapping[str, jax.Array], rng: jax.Array
+                   ) -> Mapping[str, jax.Array]:
+    """The batch the training forward and loss see, traced inside the jitted train step.
+
+    `rng` is a key of its own for every step and micro-batch (e.g. for random masking); the
+    default returns the batch as it is.
+    """
+    del rng
+    return batch
+
   @abc.abstractmethod
   def outputs(self, outputs) -> dict[str, jax.Array]:
     """The head outputs evaluation keeps per row (e.g. `{"logits": ...}`), traced in jit."""
+
+  def eval_outputs(self, model: Callable[[Mapping[str, jax.Array]], Any],
+                   batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """What evaluation keeps per row, traced in jit; `model(inputs)` is the head's
+    deterministic forward on a batch of input arrays.
+
+    Default `outputs(model(batch))`; a task whose predictions need several forward passes
+    (entity disambiguation's global decoding) overrides it.
+    """
+    return self.outputs(model(batch))
 
   # ---- predictions and metrics ------------------------------------------------------------
   @abc.abstractmethod

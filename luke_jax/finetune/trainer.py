@@ -118,6 +118,10 @@ def _round_up(n: int, multiple: int) -> int:
 # ---- jitted steps --------------------------------------------------------------------------
 
 
+# `fold_in` data of the key a task's `train_inputs` gets (any constant; named so it is one).
+_TASK_INPUTS_STREAM = 1
+
+
 def _apply(module, task: Task, params, batch, deterministic: bool, rng=None):
   inputs = {k: batch[k] for k in task.input_keys}
   rngs = None if rng is None else {"dropout": rng}
@@ -138,6 +142,9 @@ class TaskObjective(steps.Objective):
 
   def __call__(self, params, batch, rng, totals):
     del totals
+    # The task's key is folded from the dropout key rather than split off it, so the dropout
+    # masks of every task stay what they were.
+    batch = self.task.train_inputs(batch, jax.random.fold_in(rng, _TASK_INPUTS_STREAM))
     loss_sum, weight = self.task.loss(_apply(self.module, self.task, params, batch, False, rng),
                                       batch)
     valid = batch[batching.VALID]
@@ -185,7 +192,8 @@ class Runner:
   def eval_step(self):
     """The jitted evaluation step: (params, batch) -> the task's per-row outputs."""
     if self._eval is None:
-      fn = lambda p, b: self.task.outputs(_apply(self.module, self.task, p, b, True))
+      fn = lambda p, b: self.task.eval_outputs(
+          lambda inputs: _apply(self.module, self.task, p, inputs, True), b)
       self._eval = jax.jit(fn, out_shardings=self.replicated)
     return self._eval
 
@@ -390,8 +398,8 @@ def _initial_state(runner: Runner, init_dir: Path, base_config: LukeConfig, stor
                                               architecture=stored_arch
                                               if stored_arch in registry.ARCHITECTURES
                                               else "LukeModel")
-  same_task = (stored_arch == runner.task.architecture
-               and base_config.id2label == model_config.id2label)
+  same_task = runner.task.pretrained_head or (stored_arch == runner.task.architecture
+                                              and base_config.id2label == model_config.id2label)
   params = init_lib.merge_pretrained(runner.init_params(seed), jax.device_get(loaded),
                                      take_head=same_task, source=str(init_dir))
   return state_lib.create_state(params, tx, shardings, jax.random.PRNGKey(seed + 1))
@@ -460,7 +468,8 @@ def predict(config: ml_collections.ConfigDict, checkpoint_dir: str | os.PathLike
   # The pipelines' way (luke_jax.inference): each row padded to the next bucket of the length
   # it uses, not to max_seq_length x max_entity_length; one program per bucket, on one device.
   compilation_cache.enable()  # LUKE_JAX_COMPILATION_CACHE, when set
-  forward = CompiledForward(module, params, task.input_keys, task.outputs)
+  forward = CompiledForward(module, params, task.input_keys, task.outputs,
+                            apply=task.eval_outputs)
   outputs = BucketedRunner(forward, config.train.eval_batch_size).outputs(features.arrays)
   predictions = task.decode(examples, features, outputs, labels)
   output_file = Path(output_file or f"{input_file}.predictions{task.prediction_suffix}")
