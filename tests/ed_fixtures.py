@@ -143,8 +143,14 @@ def write_tokenizer(directory: Path) -> Path:
   return directory
 
 
-def write_masked_lm(directory: Path, tokenizer_dir: Path, seed: int = 0, **overrides) -> Path:
-  """A random tiny `LukeForMaskedLM` checkpoint (the pretraining export's kind)."""
+def write_masked_lm(directory: Path, tokenizer_dir: Path, seed: int = 0,
+                    entity_scale: float = 30.0, **overrides) -> Path:
+  """A random tiny `LukeForMaskedLM` checkpoint (the pretraining export's kind).
+
+  The entity table is scaled by `entity_scale`: fine-tuning keeps it frozen, and at the
+  initialiser's scale (std 0.02) candidate scores would stay within a few hundredths of each
+  other for many steps; a pretrained table has rows of useful norm.
+  """
   import jax
   from luke_jax import checkpoint
   from luke_jax.models import registry
@@ -155,6 +161,12 @@ def write_masked_lm(directory: Path, tokenizer_dir: Path, seed: int = 0, **overr
                   entity_vocab_size=len(tokenizer.entity_vocab), max_position_embeddings=130,
                   **overrides)
   params = registry.init_params("LukeForMaskedLM", config, jax.random.PRNGKey(seed))
+  table = params["luke"]["entity_embeddings"]["entity_embeddings"]
+  table["embedding"] = table["embedding"] * entity_scale
+  # A bias of its own (initialised at 0), so a test can tell the checkpoint's head was taken.
+  bias = params["entity_predictions"]["bias"]
+  params["entity_predictions"]["bias"] = jax.random.normal(jax.random.PRNGKey(seed + 1),
+                                                           bias.shape, bias.dtype) * 0.1
   return checkpoint.save_checkpoint(directory, params, config, "LukeForMaskedLM",
                                     tokenizer_dir=tokenizer_dir)
 
@@ -177,3 +189,60 @@ def random_rows(rng: np.random.Generator, batch: int, words: int, entities: int,
       cands[b, e, :k] = rng.choice(np.arange(first_entity, entity_vocab), k, replace=False)
   return dict(input_ids=input_ids, attention_mask=attention_mask, entity_attention_mask=mask,
               entity_position_ids=positions, entity_candidate_ids=cands)
+
+
+# ---- a learnable synthetic dataset (fine-tuning end to end) --------------------------------
+
+# (words with |B/|I marks, [(mention text, gold, [(prior, title)...])]): the context decides
+# between candidates whose priors say otherwise half of the time.
+_TEMPLATES = [
+    ("Paris|B shopped with friends .",
+     [("Paris", "Paris Hilton", [(0.7, "Paris"), (0.3, "Paris Hilton")])]),
+    ("They flew to Paris|B in France|B .",
+     [("Paris", "Paris", [(0.7, "Paris"), (0.3, "Paris Hilton")]),
+      ("France", "France", [(0.9, "France"), (0.1, "Paris")])]),
+    ("Jordan|B scored many points .",
+     [("Jordan", "Michael Jordan", [(0.6, "Jordan"), (0.4, "Michael Jordan")])]),
+    ("Syria|B borders Jordan|B to the south .",
+     [("Syria", "Syria", [(1.0, "Syria")]),
+      ("Jordan", "Jordan", [(0.6, "Jordan"), (0.4, "Michael Jordan")])]),
+    ("Japan|B won the match 2 - 0 .",
+     [("Japan", "Japan national football team",
+       [(0.6, "Japan"), (0.4, "Japan national football team")])]),
+    ("Japan|B and China|B signed a treaty .",
+     [("Japan", "Japan", [(0.6, "Japan"), (0.4, "Japan national football team")]),
+      ("China", "China", [(1.0, "China")])]),
+]
+
+
+def write_synthetic_dataset(directory: Path, train_docs: int = 24, test_docs: int = 6) -> Path:
+  """aida_train / aida_testA / aida_testB of the templates in turn (persons.txt included)."""
+  directory.mkdir(parents=True, exist_ok=True)
+
+  def split(prefix, n, offset):
+    docs, rows = [], []
+    for i in range(n):
+      spec, mentions = _TEMPLATES[(i + offset) % len(_TEMPLATES)]
+      doc_id = f"{i}{prefix} DOC"
+      docs.append((doc_id, spec))
+      rows += [(doc_id, text, cands, f"-1,1,{gold}") for text, gold, cands in mentions]
+    return docs, rows
+
+  def words(docs):
+    lines = []
+    for doc_id, spec in docs:
+      lines.append(f"-DOCSTART- ({doc_id}")
+      lines += _word_lines(_doc(spec))
+    return "\n".join(lines) + "\n"
+
+  train, train_rows = split("train", train_docs, 0)
+  dev, dev_rows = split("testa", test_docs, 1)
+  test, test_rows = split("testb", test_docs, 2)
+  (directory / "aida_train.txt").write_text(words(train), encoding="utf-8")
+  (directory / "testa_testb_aggregate_original").write_text(words(dev + test), encoding="utf-8")
+  for name, rows in (("aida_train.csv", train_rows), ("aida_testA.csv", dev_rows),
+                     ("aida_testB.csv", test_rows)):
+    (directory / name).write_text("\n".join(_mention_line(*r) for r in rows) + "\n",
+                                  encoding="utf-8")
+  (directory / "persons.txt").write_text("\n".join(PERSONS) + "\n", encoding="utf-8")
+  return directory

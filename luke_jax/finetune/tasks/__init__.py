@@ -10,6 +10,8 @@ _TASKS = {
     "open_entity": ("luke_jax.finetune.tasks.entity_typing", "EntityTypingTask"),
     "squad": ("luke_jax.finetune.tasks.squad", "SquadTask"),
     "record": ("luke_jax.finetune.tasks.record", "RecordTask"),
+    "entity_disambiguation": ("luke_jax.finetune.tasks.entity_disambiguation",
+                              "EntityDisambiguationTask"),
 }
 NAMES = tuple(_TASKS)
 
