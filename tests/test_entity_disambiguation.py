@@ -305,3 +305,36 @@ def test_metric_counts_mentions_without_candidates_in_recall_only():
   assert metric.scores(docs, [[None] * 4])["f1"] == 0.0
   with pytest.raises(ValueError, match="3 predictions for 4 mentions"):
     metric.scores(docs, [["A", None, "D"]])
+
+
+def test_features_with_bert_word_pieces(tmp_path, data):
+  """The official ED model's tokenizer (BERT WordPiece, uncased): [CLS]/[SEP] and the
+  pieces of the whole text, whatever the mention cuts."""
+  import json
+  import tokenizers
+  from tokenizers import models, normalizers, pre_tokenizers, trainers
+  docs = data["train"] + data["test_b"]
+  corpus = [" ".join(d.words) for d in docs]
+  tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+  tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  tok.train_from_iterator(corpus * 5, trainers.WordPieceTrainer(
+      vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+  ids = tok.get_vocab()
+  (tmp_path / "vocab.txt").write_text("".join(t + "\n" for t in sorted(ids, key=ids.get)))
+  (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+      {"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
+  # The reference looks titles up without a language, so the ED vocabulary has none.
+  titles = ["[PAD]", "[UNK]", "[MASK]", "Barack Obama", "Paris", "China"]
+  (tmp_path / "entity_vocab.jsonl").write_text("".join(
+      json.dumps({"id": i, "entities": [[t, None]], "count": 0}) + "\n"
+      for i, t in enumerate(titles)))
+  bert = LukeTokenizer.from_pretrained(tmp_path)
+  assert bert.word_pieces.kind == "wordpiece" and bert.entity_mask_token_id == 2
+  rows = features.featurize(docs, bert, CONFIG)
+  for r, d in enumerate(rows.document_index):
+    whole = [ids["[CLS]"]] + tok.encode(corpus[d]).ids + [ids["[SEP]"]]
+    assert rows.arrays["input_ids"][r, :len(whole)].tolist() == whole
+    assert rows.arrays["attention_mask"][r].sum() == len(whole)
+  # Candidates outside this small vocabulary are [UNK] (id 1), the first one only.
+  assert rows.arrays["entity_candidate_ids"][0, 0].tolist() == [3, 1]

@@ -178,6 +178,17 @@ def test_run_finetune_then_evaluate_cli(base, tmp_path):
   assert not np.array_equal(tuned["entity_predictions"]["transform_dense"]["kernel"],
                             start["entity_predictions"]["transform_dense"]["kernel"])
 
+  # Prediction with the fine-tuned model (bucketed shapes, eval_outputs through
+  # CompiledForward(apply=)) gives the run's test predictions.
+  from luke_jax.finetune import trainer
+  config = finetune_config("entity_disambiguation")
+  config.data.update(LENGTHS)
+  predicted = tmp_path / "predicted.jsonl"
+  trainer.predict(config, work / "best", ed / "aida_testB.csv", predicted, raw=False)
+  ours = [json.loads(l) for l in predicted.read_text().splitlines()]
+  assert [dict(p, score=None) for p in ours] == [dict(p, score=None) for p in lines]
+  np.testing.assert_allclose([p["score"] for p in ours], [p["score"] for p in lines], rtol=1e-5)
+
   output = tmp_path / "scores.json"
   cli = [sys.executable, "-m", "luke_jax.disambiguation.evaluate", f"--model={work / 'best'}",
          f"--dataset_dir={ed}", "--test_set=test_b,test_a", f"--output={output}",
