@@ -18,7 +18,7 @@ from conftest import finetune_config
 from ed_fixtures import (write_dataset, write_masked_lm, write_synthetic_dataset,
                          write_tokenizer)
 import luke_jax
-from luke_jax.disambiguation import dataset, evaluate, features
+from luke_jax.disambiguation import dataset, evaluate, features, runner
 from luke_jax.finetune import tasks
 from luke_jax.finetune.tasks.entity_disambiguation import EntityDisambiguationTask
 from luke_jax.tokenization.tokenizer import LukeTokenizer
@@ -117,13 +117,13 @@ def test_read_and_featurize(tokenizer_dir, tmp_path):
 def test_zero_shot_from_a_masked_lm_checkpoint(base, tmp_path):
   """The evaluation path on a pretraining checkpoint: its entity head scores the candidates."""
   ed = write_dataset(tmp_path / "ed")
-  module, params = luke_jax.from_pretrained(base, architecture=evaluate.ARCHITECTURE)
+  module, params = luke_jax.from_pretrained(base, architecture=runner.ARCHITECTURE)
   tokenizer = LukeTokenizer.from_pretrained(base)
   docs = dataset.load_dataset(ed, ("test_b",), titles_file=ed / "titles.txt")["test_b"]
   config = features.FeatureConfig(**LENGTHS)
   results = {}
   for mode in ("local", "global"):
-    predicted, scores = evaluate.evaluate_documents(
+    predicted, scores = runner.evaluate_documents(
         module, params, tokenizer, docs, config, inference_mode=mode, split_mode="simple",
         batch_size=2)
     assert [[p.candidate >= 0 for p in d] for d in predicted] == [[True] * 3]

@@ -15,6 +15,10 @@ included), and writes them as JSON with `--output`. "local" with "simple" splits
 setting; "global" with "per_mention" the paper's. Rows go through a few padded shapes
 (`luke_jax.bucketing`), `--batch_size` at a time.
 
+`--documents=A.jsonl,B.jsonl` evaluates documents in the JSON lines format of
+`luke_jax.disambiguation.documents` instead of the official sets (e.g. Wikipedia pages' own
+links, `luke_jax.disambiguation.wiki_anchors`), each file a dataset.
+
 `--write_candidates=FILE` instead writes the titles of every dataset's candidates (the first
 `--max_candidate_length` per mention, after `--redirects_file`; only those in `--titles_file`
 when given), one per line: the white list of the ED entity vocabulary (the reference's
@@ -23,30 +27,24 @@ when given), one per line: the white list of the ED entity vocabulary (the refer
 
 from __future__ import annotations
 
-import functools
 import json
-import time
 from pathlib import Path
-from typing import Sequence
 
 from absl import app, flags
-import numpy as np
 
 from luke_jax import cli, hub_flags, pretrained
-from luke_jax.bucketing.compiled import CompiledForward
-from luke_jax.bucketing.runner import BucketedRunner
-from luke_jax.disambiguation import dataset, decode, features as features_lib, metric
-from luke_jax.disambiguation.documents import Document
-from luke_jax.finetune import sizes
+from luke_jax.disambiguation import dataset, decode, features as features_lib
+from luke_jax.disambiguation import documents as documents_lib
+from luke_jax.disambiguation.runner import ARCHITECTURE, compiled_forward, evaluate_documents
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
 DEFAULT_TEST_SETS = ("test_b", "ace2004", "aquaint", "msnbc", "wikipedia", "clueweb")
-ARCHITECTURE = "LukeForEntityDisambiguation"
-INPUT_KEYS = ("input_ids", "attention_mask", "entity_ids", "entity_attention_mask",
-              "entity_position_ids", "entity_candidate_ids")
 
 _MODEL = flags.DEFINE_string("model", None, "Checkpoint directory or Hub id (with its tokenizer).")
 _DATASET_DIR = flags.DEFINE_string("dataset_dir", None, "The official ED dataset directory.")
+_DOCUMENTS = flags.DEFINE_list("documents", [], "Instead of --dataset_dir: JSON lines document "
+                               "files (luke_jax.disambiguation.documents), each a dataset named "
+                               "by its file name.")
 _TITLES = flags.DEFINE_string("titles_file", None, "Titles of the knowledge base; mentions whose "
                               "gold title is not there are dropped (optional).")
 _REDIRECTS = flags.DEFINE_string("redirects_file", None, "`source<TAB>target` redirects applied "
@@ -72,44 +70,6 @@ _HUB = hub_flags.HubFlags("--model")
 flags.adopt_module_key_flags(hub_flags)
 
 
-def evaluate_documents(module, params, tokenizer: LukeTokenizer, documents: Sequence[Document],
-                       config: features_lib.FeatureConfig, *, inference_mode: str,
-                       split_mode: str, batch_size: int, forward: CompiledForward | None = None
-                       ) -> tuple[list[list[features_lib.Prediction]], dict[str, float]]:
-  """Predictions and scores (`metric.scores` plus `seconds` and `mentions_per_second` of the
-  model) of one dataset.
-
-  Args:
-    forward: a `CompiledForward` to reuse across datasets (its compiled programs are kept);
-      None builds one.
-  """
-  rows = features_lib.featurize(documents, tokenizer, config, split_mode=split_mode)
-  sizes.check_features(rows.arrays, module.config, "the featurized documents")
-  if forward is None:
-    forward = compiled_forward(module, params, tokenizer, inference_mode)
-  start = time.perf_counter()
-  outputs = BucketedRunner(forward, batch_size).outputs(
-      {k: v for k, v in rows.arrays.items() if k in INPUT_KEYS})
-  seconds = time.perf_counter() - start
-  # No rows (no documents): nothing was run, every mention is unanswered.
-  nothing = np.full(rows.arrays["entity_attention_mask"].shape, -1)
-  predictions = rows.predictions(documents, outputs.get("choice", nothing),
-                                 outputs.get("score", nothing))
-  scores = metric.scores(documents, [[p.title for p in doc] for doc in predictions])
-  scores.update(seconds=seconds, mentions_per_second=scores["mentions"] / max(seconds, 1e-9))
-  return predictions, scores
-
-
-def compiled_forward(module, params, tokenizer: LukeTokenizer, inference_mode: str
-                     ) -> CompiledForward:
-  """The jitted decoder (`decode.run`) of `module`, one program per padded shape."""
-  apply = functools.partial(decode.run, inference_mode=inference_mode,
-                            mask_id=tokenizer.entity_mask_token_id,
-                            pad_id=tokenizer.entity_pad_token_id)
-  return CompiledForward(module, params, INPUT_KEYS, lambda out: {"logits": out.logits},
-                         apply=apply)
-
-
 def write_candidates(dataset_dir, path, *, max_candidate_length: int, titles_file=None,
                      redirects_file=None) -> int:
   """Writes the sorted candidate titles of every dataset; returns how many."""
@@ -127,12 +87,15 @@ def write_candidates(dataset_dir, path, *, max_candidate_length: int, titles_fil
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _DATASET_DIR.value:
-    raise app.UsageError("--dataset_dir is required")
+  if bool(_DATASET_DIR.value) == bool(_DOCUMENTS.value):
+    raise app.UsageError("give --dataset_dir (the official sets) or --documents (JSON lines "
+                         "files), one of the two")
   for name in ("max_seq_length", "max_entity_length", "max_mention_length",
                "max_candidate_length", "batch_size"):
     if flags.FLAGS[name].value < 1:
       raise ValueError(f"--{name}={flags.FLAGS[name].value} must be at least 1")
+  if _WRITE_CANDIDATES.value and not _DATASET_DIR.value:
+    raise app.UsageError("--write_candidates reads the official sets: give --dataset_dir")
   if _WRITE_CANDIDATES.value:
     count = write_candidates(_DATASET_DIR.value, _WRITE_CANDIDATES.value,
                              max_candidate_length=_MAX_CANDIDATE.value,
@@ -141,8 +104,11 @@ def main(argv):
     return
   if not _MODEL.value:
     raise app.UsageError("--model is required (or --write_candidates)")
-  data = dataset.load_dataset(_DATASET_DIR.value, _TEST_SET.value, titles_file=_TITLES.value,
-                              redirects_file=_REDIRECTS.value)
+  if _DOCUMENTS.value:
+    data = {Path(path).name: documents_lib.read_jsonl(path) for path in _DOCUMENTS.value}
+  else:
+    data = dataset.load_dataset(_DATASET_DIR.value, _TEST_SET.value,
+                                titles_file=_TITLES.value, redirects_file=_REDIRECTS.value)
   model_dir = _HUB.resolve(_MODEL.value)
   module, params = pretrained.from_pretrained(model_dir, architecture=ARCHITECTURE)
   tokenizer = LukeTokenizer.from_pretrained(model_dir)
@@ -152,7 +118,7 @@ def main(argv):
       max_candidate_length=_MAX_CANDIDATE.value, unknown_candidates=_UNKNOWN.value)
   forward = compiled_forward(module, params, tokenizer, _INFERENCE.value)
   results = {}
-  for name in _TEST_SET.value:
+  for name in data:
     _, scores = evaluate_documents(module, params, tokenizer, data[name], config,
                                    inference_mode=_INFERENCE.value, split_mode=_SPLIT.value,
                                    batch_size=_BATCH_SIZE.value, forward=forward)

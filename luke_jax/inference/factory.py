@@ -1,8 +1,8 @@
 """`luke_jax.pipeline(task, model=...)`: the task name -> its pipeline class, loaded on use.
 
 As transformers' `pipeline(task, model=...)`: one call loads the model and its tokenizer and
-returns a callable that takes raw text. A new task (entity linking, say) is one module with a
-`base.Pipeline` subclass and one line in `TASKS`.
+returns a callable that takes raw text. A new task is one module with a pipeline class (a
+`base.Pipeline` subclass for a fine-tuning task's head) and one line in `TASKS`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ TASKS = {
     "ner": ("luke_jax.inference.ner", "NerPipeline"),
     "entity-typing": ("luke_jax.inference.entity_typing", "EntityTypingPipeline"),
     "relation-classification": ("luke_jax.inference.relation", "RelationClassificationPipeline"),
+    "entity-linking": ("luke_jax.inference.entity_linking", "EntityLinkingPipeline"),
 }
 
 
@@ -30,9 +31,11 @@ def pipeline(task: str, model: str | os.PathLike, **options):
   """A ready-to-call pipeline for `task` with `model`.
 
   Args:
-    task: "ner", "entity-typing" or "relation-classification".
+    task: "ner", "entity-typing", "relation-classification" or "entity-linking".
     model: a fine-tuned luke-jax checkpoint directory (a run's `workdir/best`), a transformers
-      LUKE directory with the task's head, or the Hub id of either.
+      LUKE directory with the task's head, or the Hub id of either; for "entity-linking" any
+      checkpoint with a masked-entity head (the ED model, a LukeForMaskedLM), and the option
+      `mention_db=PATH` is required (see `luke_jax.inference.entity_linking`).
     **options: `revision`, `cache_dir`, `local_files_only`, `token` (Hub ids only), `dtype`,
       `compilation_cache_dir` (`luke_jax.bucketing.compilation_cache`), `batch_size`,
       `buckets`, `entity_buckets`, `max_seq_length`, `max_mention_length` and the task's own

@@ -12,7 +12,9 @@ globally (`luke_jax.disambiguation.decode`); the metric is in-KB F1
 
 Files: `config.data.{train,dev,test}_file` are mention files of the official dataset directory
 (`aida_train.csv`, `aida_testA.csv`, `aida_testB.csv`, `wned-*.csv`); the word file and
-`persons.txt` are read from the same directory (`luke_jax.disambiguation.dataset`).
+`persons.txt` are read from the same directory (`luke_jax.disambiguation.dataset`); a `.jsonl`
+file holds documents in `luke_jax.disambiguation.documents`' JSON lines format instead (e.g.
+Wikipedia's own links, `luke_jax.disambiguation.wiki_anchors`).
 `config.data.titles_file` / `redirects_file` are the dataset's title and redirect lists.
 Predictions are JSON lines, one per mention.
 """
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from luke_jax.disambiguation import dataset, decode, features as features_lib, metric
+from luke_jax.disambiguation import documents as documents_lib
 from luke_jax.disambiguation.documents import Document
 from luke_jax.finetune.task import Features, Task
 from luke_jax.models import losses
@@ -88,6 +91,8 @@ class EntityDisambiguationTask(Task):
 
   def read(self, path: str | os.PathLike, split: str) -> list[Document]:
     path = Path(path)
+    if path.suffix == ".jsonl":  # our own document format (e.g. Wikipedia's links)
+      return documents_lib.read_jsonl(path)
     conll = dataset.conll_file_for(path)
     persons = path.with_name(dataset.PERSONS_FILE)
     for needed in (conll, persons):
