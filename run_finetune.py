@@ -1,4 +1,5 @@
-r"""LUKE fine-tuning entry point: the paper's five tasks, with their official metrics.
+r"""LUKE fine-tuning entry point: the paper's five tasks and entity disambiguation, with their
+official metrics.
 
   python run_finetune.py --config configs/finetune/conll2003.py \
       --config.train.init_checkpoint=$LUKE --config.data.train_file=eng.train \
@@ -8,11 +9,12 @@ r"""LUKE fine-tuning entry point: the paper's five tasks, with their official me
 studio-ousia/luke-base, read from the Hugging Face cache and downloaded when missing
 (--revision, --cache_dir, --local_files_only, --token; see `luke_jax.hub`).
 
-Tasks: conll2003, tacred, open_entity, squad, record (`configs/finetune/<task>.py`; each
-docstring gives its command). `--workdir` ends with `results.json` (dev and test metrics of
-the best dev model), `{dev,test}_predictions.*` in the task's official format, `best/` (a
-luke-jax checkpoint, readable by `luke_jax.from_pretrained`) and resumable `checkpoints/`;
-rerunning the same command resumes. Predictions on new text with a fine-tuned model:
+Tasks: conll2003, tacred, open_entity, squad, record, entity_disambiguation
+(`configs/finetune/<task>.py`; each docstring gives its command). `--workdir` ends with
+`results.json` (dev and test metrics of the best dev model), `{dev,test}_predictions.*` in
+the task's official format, `best/` (a luke-jax checkpoint, readable by
+`luke_jax.from_pretrained`) and resumable `checkpoints/`; rerunning the same command resumes.
+Predictions on new text with a fine-tuned model:
 
   python run_finetune.py --config configs/finetune/conll2003.py --predict_only \
       --predict_file sentences.txt --workdir $W     # uses $W/best; writes $W/predictions.*

@@ -20,25 +20,15 @@ LUKE, 540,326 for mLUKE. Set `train.grad_accum_steps` so that 2048 / accum fits 
 """
 
 from luke_jax.models.config import preset
-from luke_jax.pretraining.config import base_config
+from luke_jax.pretraining.config import base_config, parse_arg
 
 _STEPS = {"luke": 98_168, "mluke": 540_326}
 _STAGE2_LR = {("luke", "base"): 1e-5, ("luke", "large"): 1e-5,
               ("mluke", "base"): 1e-4, ("mluke", "large"): 5e-5}
 
 
-def _parse(arg: str | None) -> dict[str, str]:
-  out = dict(size="base", stage="1", model="luke", attention="fused")
-  for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
-    if key not in out:
-      raise ValueError(f"unknown config argument {key!r}; known: {sorted(out)}")
-    out[key] = value
-  return out
-
-
 def get_config(arg: str | None = None):
-  args = _parse(arg)
+  args = parse_arg(arg, dict(size="base", stage="1", model="luke", attention="fused"))
   name, size, stage = args["model"], args["size"], int(args["stage"])
   attention = args["attention"]
   if (name not in _STEPS or size not in ("base", "large") or stage not in (1, 2)

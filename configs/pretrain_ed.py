@@ -30,24 +30,14 @@ pretraining run's `model/`).
 """
 
 from luke_jax.models.config import preset
-from luke_jax.pretraining.config import base_config
+from luke_jax.pretraining.config import base_config, parse_arg
 
 _STEPS = {1: 4_866, 2: 29_196}
 _LR = {1: 5e-4, 2: 5e-5}
 
 
-def _parse(arg: str | None) -> dict[str, str]:
-  out = dict(size="base", stage="1")
-  for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
-    if key not in out:
-      raise ValueError(f"unknown config argument {key!r}; known: {sorted(out)}")
-    out[key] = value
-  return out
-
-
 def get_config(arg: str | None = None):
-  args = _parse(arg)
+  args = parse_arg(arg, dict(size="base", stage="1"))
   size, stage = args["size"], args["stage"]
   if size not in ("base", "large") or stage not in ("1", "2"):
     raise ValueError(f"bad config argument {arg!r}: size base|large, stage 1|2")

@@ -105,26 +105,28 @@ ACE_MENTIONS = [
 ]
 
 
+def _word_file(docs):
+  """A word file: `-DOCSTART- (<id>` then the CoNLL lines of each `(id, spec)` document."""
+  lines = []
+  for doc_id, spec in docs:
+    lines.append(f"-DOCSTART- ({doc_id}")
+    lines += _word_lines(_doc(spec))
+  return "\n".join(lines) + "\n"
+
+
 def write_dataset(directory: Path) -> Path:
   """The dataset directory, plus `titles.txt` and `redirects.tsv` in it."""
   directory.mkdir(parents=True, exist_ok=True)
 
-  def words(docs):
-    lines = []
-    for doc_id, spec in docs:
-      lines.append(f"-DOCSTART- ({doc_id}")
-      lines += _word_lines(_doc(spec))
-    return "\n".join(lines) + "\n"
-
   def mentions(rows):
     return "\n".join(_mention_line(*row) for row in rows) + "\n"
 
-  (directory / "aida_train.txt").write_text(words(TRAIN_DOCS), encoding="utf-8")
+  (directory / "aida_train.txt").write_text(_word_file(TRAIN_DOCS), encoding="utf-8")
   (directory / "aida_train.csv").write_text(mentions(TRAIN_MENTIONS), encoding="utf-8")
-  (directory / "testa_testb_aggregate_original").write_text(words(TEST_DOCS), encoding="utf-8")
+  (directory / "testa_testb_aggregate_original").write_text(_word_file(TEST_DOCS), encoding="utf-8")
   (directory / "aida_testA.csv").write_text(mentions(TEST_A_MENTIONS), encoding="utf-8")
   (directory / "aida_testB.csv").write_text(mentions(TEST_B_MENTIONS), encoding="utf-8")
-  (directory / "ace2004.conll").write_text(words(ACE_DOCS), encoding="utf-8")
+  (directory / "ace2004.conll").write_text(_word_file(ACE_DOCS), encoding="utf-8")
   (directory / "wned-ace2004.csv").write_text(mentions(ACE_MENTIONS), encoding="utf-8")
   (directory / "persons.txt").write_text("\n".join(PERSONS) + "\n", encoding="utf-8")
   (directory / "titles.txt").write_text("\n".join(TITLES + KB_ONLY) + "\n", encoding="utf-8")
@@ -228,18 +230,11 @@ def write_synthetic_dataset(directory: Path, train_docs: int = 24, test_docs: in
       rows += [(doc_id, text, cands, f"-1,1,{gold}") for text, gold, cands in mentions]
     return docs, rows
 
-  def words(docs):
-    lines = []
-    for doc_id, spec in docs:
-      lines.append(f"-DOCSTART- ({doc_id}")
-      lines += _word_lines(_doc(spec))
-    return "\n".join(lines) + "\n"
-
   train, train_rows = split("train", train_docs, 0)
   dev, dev_rows = split("testa", test_docs, 1)
   test, test_rows = split("testb", test_docs, 2)
-  (directory / "aida_train.txt").write_text(words(train), encoding="utf-8")
-  (directory / "testa_testb_aggregate_original").write_text(words(dev + test), encoding="utf-8")
+  (directory / "aida_train.txt").write_text(_word_file(train), encoding="utf-8")
+  (directory / "testa_testb_aggregate_original").write_text(_word_file(dev + test), encoding="utf-8")
   for name, rows in (("aida_train.csv", train_rows), ("aida_testA.csv", dev_rows),
                      ("aida_testB.csv", test_rows)):
     (directory / name).write_text("\n".join(_mention_line(*r) for r in rows) + "\n",

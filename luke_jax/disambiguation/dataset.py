@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import AbstractSet, Mapping, Sequence
 
 from luke_jax.disambiguation.documents import Candidate, Document, Mention
-from luke_jax.finetune.task import DataError
+from luke_jax.data_error import DataError
 
 # Dataset name -> (mention file, word file), as the reference names them.
 DATASET_FILES = {

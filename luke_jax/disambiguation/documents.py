@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from luke_jax.finetune.task import DataError
+from luke_jax.data_error import DataError
 
 
 @dataclasses.dataclass

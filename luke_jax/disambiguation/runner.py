@@ -14,7 +14,7 @@ from luke_jax.bucketing.compiled import CompiledForward
 from luke_jax.bucketing.runner import BucketedRunner
 from luke_jax.disambiguation import decode, features as features_lib, metric
 from luke_jax.disambiguation.documents import Document
-from luke_jax.finetune import sizes
+from luke_jax.models import sizes
 from luke_jax.tokenization.tokenizer import LukeTokenizer
 
 ARCHITECTURE = "LukeForEntityDisambiguation"

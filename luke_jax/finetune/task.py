@@ -18,16 +18,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from luke_jax.data_error import DataError  # noqa: F401  (re-exported: the tasks raise it)
 from luke_jax.tokenization.tokenizer import LukeTokenizer
-
-
-class DataError(ValueError):
-  """Bad input data; the message names the file, the line (or example) and the reason."""
-
-  def __init__(self, path: str | os.PathLike, line: int | str | None, reason: str):
-    where = f"{path}" if line is None else f"{path}:{line}"
-    super().__init__(f"{where}: {reason}")
-    self.path, self.line, self.reason = str(path), line, reason
 
 
 @dataclasses.dataclass

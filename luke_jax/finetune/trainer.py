@@ -33,7 +33,8 @@ from luke_jax import checkpoint as luke_checkpoint
 from luke_jax import hub
 from luke_jax import pretrained as luke_pretrained
 from luke_jax import sharding
-from luke_jax.finetune import batching, init as init_lib, sizes, tasks
+from luke_jax.finetune import batching, init as init_lib, tasks
+from luke_jax.models import sizes
 from luke_jax.finetune.task import Features, Task
 from luke_jax.bucketing import compilation_cache
 from luke_jax.bucketing.compiled import CompiledForward

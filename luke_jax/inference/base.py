@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from luke_jax import pretrained
-from luke_jax.finetune import sizes
+from luke_jax.models import sizes
 from luke_jax.finetune.task import Features, Task
 from luke_jax.bucketing import buckets as buckets_lib
 from luke_jax.bucketing import compilation_cache

@@ -37,7 +37,7 @@ from luke_jax.disambiguation import decode
 from luke_jax.disambiguation import features as features_lib
 from luke_jax.disambiguation import runner as ed_runner
 from luke_jax.disambiguation.documents import Candidate, Document, Mention
-from luke_jax.finetune import sizes
+from luke_jax.models import sizes
 from luke_jax.inference import base
 from luke_jax.inference.entity_similarity import EntityIndex, entity_table
 from luke_jax.tokenization.tokenizer import LukeTokenizer

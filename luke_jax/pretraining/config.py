@@ -37,3 +37,14 @@ def base_config(model: LukeConfig, preset: str = "", **data) -> ml_collections.C
   config.data.update(data)
   config.train.update(stage=2, export=True)
   return config
+
+
+def parse_arg(arg: str | None, defaults: dict[str, str]) -> dict[str, str]:
+  """`--config configs/X.py:key=value,key=value` -> `defaults` updated; unknown keys refused."""
+  out = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    if key not in out:
+      raise ValueError(f"unknown config argument {key!r}; known: {sorted(out)}")
+    out[key] = value
+  return out
