@@ -1,7 +1,7 @@
 r"""Entity disambiguation on Wikipedia's own links: the model against the prior, local vs global.
 
   python bench/entity_disambiguation.py [--out /tmp/luke_ed_bench] [--model DIR]
-      [--held_out 0.2] [--seed 0] [--epochs 10] [--hidden 64] [--max_seq_length 256]
+      [--held_out 0.2] [--seed 0] [--epochs 3] [--hidden 64] [--max_seq_length 256]
 
 On the Wikipedia sample (`make samples`): a fifth of the articles (`--held_out`, chosen by
 `--seed`) are held out. The mention dictionary (`luke_jax.data.build_mention_db`) is built from
@@ -188,7 +188,7 @@ def main() -> None:
   parser.add_argument("--model", type=Path, help="evaluate this checkpoint (no training)")
   parser.add_argument("--held_out", type=float, default=0.2)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--epochs", type=int, default=10)
+  parser.add_argument("--epochs", type=int, default=3)
   parser.add_argument("--hidden", type=int, default=64)
   parser.add_argument("--learning_rate", type=float, default=3e-3)
   parser.add_argument("--max_seq_length", type=int, default=256)

@@ -340,3 +340,12 @@ def run_tiny_finetune(config, base, workdir, learning_rate: float = 1e-3, **trai
   results = json.loads((workdir / "results.json").read_text())
   assert results["test"] == pytest.approx(result.test)
   return result, results
+
+
+def pytest_collection_modifyitems(config, items):
+  """Test files that set `SCHEDULE_FIRST = True` are collected first. With `--dist loadfile`
+  xdist hands files out in collection order; a long file handed out last would run alone at
+  the end while the other workers sit idle."""
+  del config
+  items.sort(key=lambda item: not getattr(getattr(item, "module", None), "SCHEDULE_FIRST",
+                                          False))
