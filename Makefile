@@ -41,15 +41,16 @@ convert-demo: $(STAMP)
 
 # Three pytest workers on 2 cores: a worker waiting on XLA compilation or file I/O leaves its core
 # to another (14m47s with two, 12m48s with three). A file's tests stay on one worker so its module
-# fixtures are built once. TEST_WORKERS=0 runs in one process.
+# fixtures are built once; files are handed out in the order tests/conftest.py sets (the longest
+# single test first, then by test count). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 test: $(STAMP) samples
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The quick tier while editing: everything but the tests marked slow (end-to-end runs, large
 # shapes); CI and `make test` run them all.
 test-fast: $(STAMP) samples
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 bench: $(STAMP) samples
 	$(PY) bench/tokenizer.py

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random `transformers` LUKE models as the numerical reference."""
 
+import collections
 import os
 
 # Before jax is imported anywhere: several CPU devices for sharding tests, CPU only.
@@ -343,9 +344,12 @@ def run_tiny_finetune(config, base, workdir, learning_rate: float = 1e-3, **trai
 
 
 def pytest_collection_modifyitems(config, items):
-  """Test files that set `SCHEDULE_FIRST = True` are collected first. With `--dist loadfile`
-  xdist hands files out in collection order; a long file handed out last would run alone at
-  the end while the other workers sit idle."""
+  """Files in the order xdist's `--dist loadfile` should hand them out: those that set
+  `SCHEDULE_FIRST = True` first, then by number of tests, most first (xdist's own default
+  order, which the Makefile turns off with `--no-loadscope-reorder` so this one is kept). A
+  long file of one test would otherwise be handed out last and run alone at the end."""
   del config
-  items.sort(key=lambda item: not getattr(getattr(item, "module", None), "SCHEDULE_FIRST",
-                                          False))
+  files = collections.Counter(item.nodeid.split("::")[0] for item in items)
+  items.sort(key=lambda item: (
+      not getattr(getattr(item, "module", None), "SCHEDULE_FIRST", False),
+      -files[item.nodeid.split("::")[0]]))
