@@ -145,39 +145,40 @@ class EntityLinkingPipeline:
   def __call__(self, texts: str | Sequence[str]) -> list[Link] | list[list[Link]]:
     """Links in one text (a list of dicts) or in each of a list of texts (a list of lists)."""
     batch, single = base.as_batch(texts)
-    documents = [self._document(i, text) for i, text in enumerate(batch)]
-    results = self._link(documents, batch)
+    found = [self._found(text) for text in batch]
+    documents = [Document(str(i), [w.text for w in words], [m for _, m in spans])
+                 for i, (words, spans) in enumerate(found)]
+    results = self._link(documents, batch, [[c for c, _ in spans] for _, spans in found])
     return results[0] if single else results
 
   def mentions(self, text: str) -> list[tuple[int, int, list[Candidate]]]:
     """The mentions of `text` the linker would disambiguate: `(start, end, candidates)`."""
+    return [(start, end, m.candidates) for (start, end), m in self._found(text)[1]]
+
+  def _found(self, text: str):
+    """The text's words, and per kept mention its character span and `Mention` (word span,
+    candidates in the entity vocabulary, most probable first)."""
     words = split_words(text)
     starts = {w.start: i for i, w in enumerate(words)}
     ends = {w.end: i for i, w in enumerate(words)}
-    out = []
-    for start, end in self._spans(text):
+    if self.ner is None:
+      spans = [(m.start, m.end) for m in self.mention_db.detect(text, self.min_link_prob)]
+    else:
+      spans = [(e["start"], e["end"]) for e in self.ner(text)]
+    found = []
+    for start, end in spans:
       if start in starts and end in ends:
         candidates = [Candidate(c.title, c.prior_prob)
                       for c in self.mention_db.query(text[start:end])
                       if self.tokenizer.entity_vocab.contains(c.title)]
         if candidates:
-          out.append((start, end, candidates[:self.feature_config.max_candidate_length]))
-    return out
+          found.append(((start, end), Mention(
+              text[start:end], None, starts[start], ends[end] + 1,
+              candidates[:self.feature_config.max_candidate_length])))
+    return words, found
 
-  def _spans(self, text: str) -> list[tuple[int, int]]:
-    if self.ner is None:
-      return [(m.start, m.end) for m in self.mention_db.detect(text, self.min_link_prob)]
-    return [(e["start"], e["end"]) for e in self.ner(text)]
-
-  def _document(self, index: int, text: str) -> Document:
-    words = split_words(text)
-    starts = {w.start: i for i, w in enumerate(words)}
-    ends = {w.end: i for i, w in enumerate(words)}
-    mentions = [Mention(text[start:end], None, starts[start], ends[end] + 1, candidates)
-                for start, end, candidates in self.mentions(text)]
-    return Document(str(index), [w.text for w in words], mentions)
-
-  def _link(self, documents: list[Document], texts: list[str]) -> list[list[Link]]:
+  def _link(self, documents: list[Document], texts: list[str],
+            spans: list[list[tuple[int, int]]]) -> list[list[Link]]:
     if not any(d.mentions for d in documents):
       return [[] for _ in documents]
     rows = features_lib.featurize(documents, self.tokenizer, self.feature_config,
@@ -186,18 +187,10 @@ class EntityLinkingPipeline:
     outputs = self.runner.outputs({k: v for k, v in rows.arrays.items()
                                    if k in ed_runner.INPUT_KEYS})
     predictions = rows.predictions(documents, outputs["choice"], outputs["score"])
-    results = []
-    for document, text, answers in zip(documents, texts, predictions):
-      words = split_words(text)
-      links = []
-      for mention, answer in zip(document.mentions, answers):
-        if answer.title is None:
-          continue
-        start, end = words[mention.start].start, words[mention.end - 1].end
-        links.append({"start": start, "end": end, "text": text[start:end],
-                      "title": answer.title, "score": float(answer.score)})
-      results.append(links)
-    return results
+    return [[{"start": start, "end": end, "text": text[start:end], "title": answer.title,
+              "score": float(answer.score)}
+             for (start, end), answer in zip(text_spans, answers) if answer.title is not None]
+            for text, text_spans, answers in zip(texts, spans, predictions)]
 
   @property
   def compilations(self) -> int:
